@@ -31,10 +31,17 @@ int pnx_fail_prefix(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    if (old[0] != '\0')
-        snprintf(tls_msg, sizeof tls_msg, "%s: %s", prefix, old);
-    else
-        snprintf(tls_msg, sizeof tls_msg, "%s", prefix);
+    /* Built piecewise: the result is cut at PNX_ERRMSG_MAX by design. */
+    size_t n = strnlen(prefix, sizeof tls_msg - 1);
+    memcpy(tls_msg, prefix, n);
+    if (old[0] != '\0' && n + 2 < sizeof tls_msg) {
+        tls_msg[n++] = ':';
+        tls_msg[n++] = ' ';
+        size_t m = strnlen(old, sizeof tls_msg - 1 - n);
+        memcpy(tls_msg + n, old, m);
+        n += m;
+    }
+    tls_msg[n] = '\0';
     return code;
 }
 

@@ -10,6 +10,7 @@
 #define PNX_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum pnx_log_level {
     PNX_LOG_QUIET = -1, /* nothing but errors */
