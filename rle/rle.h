@@ -25,7 +25,8 @@
  *    (the competition's reference encoder drops it; see docs/rle.md); the
  *    decoder accepts strings with or without such a run.
  *  - The CSV reader streams: its memory grows with the longest row, not the
- *    file. Every error message starts with "<file>:<line>:" and, when the
+ *    file (pnx_rle_index, which unites rows of one ImageId that are far
+ *    apart, keeps offsets, not masks). Every error message starts with "<file>:<line>:" and, when the
  *    row has one, names the ImageId.
  *  - No function prints, exits or keeps global state; distinct readers,
  *    writers and masks may be used from distinct threads.
@@ -99,6 +100,7 @@ typedef struct pnx_rle_row {
     const char *encoded;    /* EncodedPixels, NUL-terminated, trimmed; "-1" for empty */
     size_t encoded_len;
     int64_t line;           /* 1-based line number in the file */
+    uint64_t offset;        /* byte offset of the line's start in the file */
 } pnx_rle_row;
 
 /* Opens path for reading. PNX_EIO / PNX_ENOTFOUND when it cannot be opened. */
@@ -114,24 +116,41 @@ int pnx_rle_reader_next(pnx_rle_reader *reader, pnx_rle_row *row);
 int pnx_rle_reader_decode(const pnx_rle_reader *reader, const pnx_rle_row *row,
                           pnx_rle_fmt fmt, pnx_image *mask, uint64_t *n_pixels);
 
-/* One image: the union of consecutive rows with the same ImageId. */
-typedef struct pnx_rle_group {
-    char *image_id;         /* owned by the reader; valid until the next call */
-    pnx_image mask;         /* owned by the reader; valid until the next call */
-    int64_t first_line;     /* line of the first row */
-    int n_rows;             /* rows united (1 for a "-1" row) */
-    int n_positive_rows;    /* rows that were not "-1" */
-} pnx_rle_group;
+/* ---- index: all rows of one ImageId, wherever they are ------------------ */
 
-/* Reads every consecutive row of the next ImageId and decodes them, united,
- * into a width × height mask. Returns 1 with *group filled, 0 at the end,
- * negative on error (nothing returned for that image). Rows of one ImageId
- * that are not consecutive in the file come back as separate groups: the
- * caller that must unite them (e.g. by ImageId in a table) does so. Do not
- * mix with pnx_rle_reader_next on the same reader. */
-int pnx_rle_reader_next_image(pnx_rle_reader *reader, pnx_rle_fmt fmt,
-                              uint32_t width, uint32_t height,
-                              pnx_rle_group *group);
+/* Rows of one ImageId need not be consecutive (in the real SIIM file 906
+ * rows repeat an ImageId seen earlier, not just above), so uniting them
+ * while streaming is impossible. An index reads the file once, checking
+ * every line's CSV syntax (not yet the RLE values), and remembers for each
+ * distinct ImageId, in order of first appearance, the byte offsets of its
+ * rows; decoding an image then seeks to just those rows. Memory: about the
+ * ImageId length plus 16 bytes per row, never a mask per image. */
+typedef struct pnx_rle_index pnx_rle_index;
+
+/* Builds the index of path. Errors as pnx_rle_reader_next. */
+int pnx_rle_index_build(pnx_rle_index **index, const char *path);
+/* Number of distinct ImageIds, and of data rows. */
+size_t pnx_rle_index_count(const pnx_rle_index *index);
+size_t pnx_rle_index_row_count(const pnx_rle_index *index);
+/* The i-th ImageId (0 ≤ i < count), in order of first appearance. */
+const char *pnx_rle_index_id(const pnx_rle_index *index, size_t i);
+/* Rows of image i, and how many of them are not "-1". */
+int pnx_rle_index_rows(const pnx_rle_index *index, size_t i);
+int pnx_rle_index_positive_rows(const pnx_rle_index *index, size_t i);
+/* 1-based line of image i's first row. */
+int64_t pnx_rle_index_first_line(const pnx_rle_index *index, size_t i);
+/* Finds image_id: 0 with *i set, or PNX_ENOTFOUND. */
+int pnx_rle_index_find(const pnx_rle_index *index, const char *image_id, size_t *i);
+/* Zeroes mask (allocated by the caller at the image's size) and decodes into
+ * it the union of image i's rows. On failure (the message names file, line
+ * and ImageId) the mask is all zero, never partial. Not thread-safe on one
+ * index (it reads through one file handle). */
+int pnx_rle_index_decode(pnx_rle_index *index, size_t i, pnx_rle_fmt fmt,
+                         pnx_image *mask);
+/* Frees the index and closes its file; NULL is fine. */
+void pnx_rle_index_free(pnx_rle_index *index);
+
+/* ---- reader accessors --------------------------------------------------- */
 
 /* The path given to open (for messages). */
 const char *pnx_rle_reader_path(const pnx_rle_reader *reader);
