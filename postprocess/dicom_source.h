@@ -37,6 +37,7 @@ typedef struct pnx_dicom_source {
     char series_instance_uid[PNX_UID_BUF];    /* (0020,000E), required */
     char sop_class_uid[PNX_UID_BUF];          /* (0008,0016), required */
     char sop_instance_uid[PNX_UID_BUF];       /* (0008,0018), required */
+    char patient_orientation[PNX_LO_BUF];     /* (0020,0020), e.g. "P\\F"; often empty */
     uint32_t rows;                            /* (0028,0010) */
     uint32_t columns;                         /* (0028,0011) */
     /* Lossy compression history: lossy is 1 when (0028,2110) says "01" or

@@ -49,7 +49,7 @@ typedef struct pnx_seg_options {
     const char *algorithm_version;   /* required, LO ≤ 64, e.g. "0.1.0 model 3fa2c1d0" */
     const char *content_label;       /* CS ≤ 16, NULL = "PNEUMOTHORAX" */
     const char *content_description; /* LO, NULL = "Pneumothorax segmentation" */
-    const char *content_creator;     /* PN, NULL = "pneumoseg" */
+    const char *content_creator;     /* PN, NULL = "pneumoseg^" */
     const char *series_description;  /* LO, NULL = "pneumoseg pneumothorax" */
     int series_number;               /* ≥ 0; 0 = 901 */
     int instance_number;             /* ≥ 0; 0 = 1 */
