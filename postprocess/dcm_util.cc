@@ -11,11 +11,22 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcostrmb.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/oflog/oflog.h>
+#include <mutex>
 
 extern "C" {
 #include "common/error.h"
 #include "common/fileio.h"
 #include "postprocess/uid.h"
+}
+
+void pnx_dcm_quiet_writer_logs(void)
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        for (const char *name : {"dcmtk.dcmseg", "dcmtk.dcmiod", "dcmtk.dcmfg"})
+            OFLog::getLogger(name).setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+    });
 }
 
 int pnx_dcm_fail(int code, const OFCondition &cond, const char *what)

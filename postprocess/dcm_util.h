@@ -14,6 +14,12 @@ extern "C" {
 #include "postprocess/dicom_source.h"
 }
 
+/* Turns dcmseg's, dcmiod's and dcmfg's own warnings off (once per process):
+ * they describe DCMTK's view of modules this writer fills on purpose (no
+ * Frame of Reference, one frame) and would flood a batch's stderr. Errors
+ * still come back as conditions. */
+void pnx_dcm_quiet_writer_logs(void);
+
 /* Records "what: DCMTK's condition text" and returns code. */
 int pnx_dcm_fail(int code, const OFCondition &cond, const char *what);
 

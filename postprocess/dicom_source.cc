@@ -1,6 +1,6 @@
 /*
  * postprocess/dicom_source.cc — fills a pnx_dicom_source from a DICOM file's
- * header (DCMTK stops parsing at Pixel Data); see dicom_source.h.
+ * header (DCMTK leaves long values such as Pixel Data on disk); see dicom_source.h.
  */
 #include <cstring>
 #include <new>
@@ -54,8 +54,9 @@ const char *lossy_method_of(const DcmXfer &xfer)
 int read_source(const char *path, pnx_dicom_source *src)
 {
     DcmFileFormat ff;
-    OFCondition cond = ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                           ERM_autoDetect, DCM_PixelData);
+    /* Values longer than this stay on disk (Pixel Data is never read). */
+    const Uint32 max_read_length = 4096;
+    OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, max_read_length);
     if (cond.bad())
         return pnx_dcm_fail(PNX_EIO, cond, path);
     DcmDataset &ds = *ff.getDataset();

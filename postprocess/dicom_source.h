@@ -5,7 +5,7 @@
  * A plain, fixed-size, copyable struct: the scorer may fill it from the
  * metadata its decode workers already read (untrusted files are parsed in
  * workers, not in the writer), or pnx_dicom_source_read() fills it from a
- * file by parsing the header only (never the pixel data). Strings are the
+ * file without loading its pixel data. Strings are the
  * raw attribute values in the source's character set, NUL-terminated,
  * without DICOM padding; "" means absent or empty.
  */
@@ -49,9 +49,10 @@ typedef struct pnx_dicom_source {
     char lossy_ratio[PNX_LO_BUF];
 } pnx_dicom_source;
 
-/* Reads the attributes above from a DICOM file (header only, never the
- * pixel data). Fails with PNX_EFORMAT when a required UID, Rows or Columns
- * is missing or a value does not fit, PNX_EIO when the file cannot be read. */
+/* Reads the attributes above from a DICOM file; its pixel data is never
+ * loaded. Meant for trusted files or for a worker process. Fails with
+ * PNX_EFORMAT when a required UID, Rows or Columns is missing or a value does
+ * not fit, PNX_EIO when the file cannot be read or parsed. */
 int pnx_dicom_source_read(const char *path, pnx_dicom_source *src);
 
 /* Checks a hand-filled struct: required UIDs present and valid, sizes in

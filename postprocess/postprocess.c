@@ -31,8 +31,12 @@ static axis_tap axis_tap_at(uint32_t d, uint32_t src_len, uint32_t dst_len)
         t.lo = src_len - 1;
     t.hi = t.lo + 1 < src_len ? t.lo + 1 : src_len - 1;
     t.w_hi = (float)(s - (double)t.lo);
-    if (t.hi == t.lo)
+    /* On an exact source pixel the neighbour must not count at all, not
+     * even as NaN * 0: a same-size resize is then the identity. */
+    if (t.hi == t.lo || t.w_hi == 0.0f) {
+        t.hi = t.lo;
         t.w_hi = 0.0f;
+    }
     return t;
 }
 

@@ -199,6 +199,7 @@ int replace_pixel_data(DcmDataset &ds, const pnx_image *mask)
 int write_seg(const char *path, const pnx_dicom_source *src, const pnx_image *mask,
               const pnx_seg_options *opt)
 {
+    pnx_dcm_quiet_writer_logs();
     OFString date, time;
     int rc = pnx_dcm_datetime(opt->content_datetime, date, time);
     if (rc)
