@@ -9,3 +9,6 @@ pnx_add_test(NAME test_postprocess_overlay
 pnx_add_test(NAME test_postprocess_seg
   SOURCES test_postprocess_seg.c test_postprocess_dicom.cc
   LIBS pnx_postprocess DCMTK::DCMTK)
+pnx_add_test(NAME test_postprocess_sc
+  SOURCES test_postprocess_sc.c test_postprocess_dicom.cc
+  LIBS pnx_postprocess DCMTK::DCMTK)

@@ -89,6 +89,24 @@ extern "C" int pnx_test_dicom_string(const char *path, uint16_t group, uint16_t 
     }
 }
 
+extern "C" long pnx_test_dicom_bytes(const char *path, uint16_t group, uint16_t element,
+                                     uint8_t *out, size_t size)
+{
+    try {
+        DcmFileFormat ff;
+        if (ff.loadFile(path).bad())
+            return -1;
+        const Uint8 *bytes = NULL;
+        unsigned long length = 0;
+        if (ff.getDataset()->findAndGetUint8Array(DcmTagKey(group, element), bytes, &length).bad())
+            return -1;
+        std::memcpy(out, bytes, length < size ? length : size);
+        return (long)length;
+    } catch (...) {
+        return -1;
+    }
+}
+
 extern "C" int pnx_test_dicom_items(const char *path, uint16_t group, uint16_t element)
 {
     try {

@@ -23,6 +23,11 @@ int pnx_test_make_source(const char *path, uint32_t rows, uint32_t columns, int 
 int pnx_test_dicom_string(const char *path, uint16_t group, uint16_t element, char *out,
                           size_t size);
 
+/* Copies the raw bytes of the top-level element (group,element) into out
+ * (at most size); returns the element's length, or -1 when absent. */
+long pnx_test_dicom_bytes(const char *path, uint16_t group, uint16_t element, uint8_t *out,
+                          size_t size);
+
 /* Counts items of the sequence (group,element), searched anywhere; -1 absent. */
 int pnx_test_dicom_items(const char *path, uint16_t group, uint16_t element);
 
