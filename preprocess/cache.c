@@ -16,6 +16,8 @@
 #define SPOOL_CHUNK_BYTES (1u << 20)
 #define MAX_USER_META 32
 
+enum { ITEM_PENDING = 0, ITEM_PUT = 1, ITEM_SKIPPED = 2 };
+
 struct pnx_cache_builder {
     char *path;
     size_t count;
@@ -23,7 +25,7 @@ struct pnx_cache_builder {
     size_t item_bytes;       /* side × side */
     int spool_fd;            /* images at 0, masks at count × item_bytes */
     char *uids;              /* count × PNX_CACHE_UID_BYTES */
-    uint8_t *done;           /* count flags */
+    uint8_t *done;           /* per index: ITEM_PENDING, ITEM_PUT, ITEM_SKIPPED */
     size_t n_meta;
     char *meta_key[MAX_USER_META];
     char *meta_value[MAX_USER_META];
@@ -145,7 +147,7 @@ int pnx_cache_builder_put(pnx_cache_builder *b, size_t index, const pnx_image *i
     if (index >= b->count)
         return pnx_fail(PNX_EINVAL, "cache %s: item %zu of %zu", b->path, index, b->count);
     if (b->done[index])
-        return pnx_fail(PNX_EINVAL, "cache %s: item %zu put twice", b->path, index);
+        return pnx_fail(PNX_EINVAL, "cache %s: item %zu given twice", b->path, index);
     if (!image || !mask || !image->pixels || !mask->pixels || image->width != b->side ||
         image->height != b->side || mask->width != b->side || mask->height != b->side)
         return pnx_fail(PNX_EINVAL, "cache %s: item %zu is not %ux%u", b->path, index, b->side,
@@ -166,40 +168,70 @@ int pnx_cache_builder_put(pnx_cache_builder *b, size_t index, const pnx_image *i
     if (rc)
         return pnx_fail_prefix(rc, "cache %s", b->path);
     memcpy(b->uids + index * PNX_CACHE_UID_BYTES, uid, len);
-    b->done[index] = 1;
+    b->done[index] = ITEM_PUT;
     return 0;
 }
 
-/* Copies a region of the spool into the safetensors file being written. */
+int pnx_cache_builder_skip(pnx_cache_builder *b, size_t index)
+{
+    if (index >= b->count)
+        return pnx_fail(PNX_EINVAL, "cache %s: item %zu of %zu", b->path, index, b->count);
+    if (b->done[index])
+        return pnx_fail(PNX_EINVAL, "cache %s: item %zu given twice", b->path, index);
+    b->done[index] = ITEM_SKIPPED;
+    return 0;
+}
+
+/* Copies the kept items of one spool region (images or masks) into the
+ * safetensors file being written. */
 typedef struct spool_region {
-    int fd;
+    const pnx_cache_builder *b;
     uint64_t offset;
 } spool_region;
+
+static int copy_spool(int fd, uint64_t at, size_t nbytes, uint8_t *buf, FILE *fp)
+{
+    while (nbytes > 0) {
+        size_t want = nbytes < SPOOL_CHUNK_BYTES ? nbytes : SPOOL_CHUNK_BYTES;
+        ssize_t got = pread(fd, buf, want, (off_t)at);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return pnx_fail(PNX_EIO, "reading the cache spool: %s",
+                            got < 0 ? strerror(errno) : "unexpected end");
+        if (fwrite(buf, 1, (size_t)got, fp) != (size_t)got)
+            return pnx_fail(PNX_EIO, "writing the cache: %s", strerror(errno));
+        nbytes -= (size_t)got;
+        at += (uint64_t)got;
+    }
+    return 0;
+}
 
 static int fill_from_spool(void *ctx, FILE *fp, size_t nbytes)
 {
     const spool_region *r = ctx;
+    const pnx_cache_builder *b = r->b;
     uint8_t *buf = malloc(SPOOL_CHUNK_BYTES);
     if (!buf)
         return pnx_fail(PNX_ENOMEM, "out of memory");
-    uint64_t at = r->offset;
     int rc = 0;
-    while (nbytes > 0) {
-        size_t want = nbytes < SPOOL_CHUNK_BYTES ? nbytes : SPOOL_CHUNK_BYTES;
-        ssize_t got = pread(r->fd, buf, want, (off_t)at);
-        if (got < 0 && errno == EINTR)
+    size_t written = 0;
+    /* Runs of consecutive kept items are copied in one go. */
+    for (size_t i = 0; !rc && i < b->count;) {
+        if (b->done[i] != ITEM_PUT) {
+            i++;
             continue;
-        if (got <= 0) {
-            rc = pnx_fail(PNX_EIO, "reading the cache spool: %s",
-                          got < 0 ? strerror(errno) : "unexpected end");
-            break;
         }
-        if (fwrite(buf, 1, (size_t)got, fp) != (size_t)got) {
-            rc = pnx_fail(PNX_EIO, "writing the cache: %s", strerror(errno));
-            break;
-        }
-        nbytes -= (size_t)got;
-        at += (uint64_t)got;
+        size_t j = i;
+        while (j < b->count && b->done[j] == ITEM_PUT)
+            j++;
+        size_t len = (j - i) * b->item_bytes;
+        if (written + len > nbytes)
+            rc = pnx_fail(PNX_EINTERNAL, "cache spool larger than the tensor");
+        else
+            rc = copy_spool(b->spool_fd, r->offset + (uint64_t)i * b->item_bytes, len, buf, fp);
+        written += len;
+        i = j;
     }
     free(buf);
     return rc;
@@ -207,22 +239,31 @@ static int fill_from_spool(void *ctx, FILE *fp, size_t nbytes)
 
 int pnx_cache_builder_commit(pnx_cache_builder *b)
 {
-    for (size_t i = 0; i < b->count; i++)
-        if (!b->done[i]) {
+    size_t kept = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->done[i] == ITEM_PENDING) {
             int rc = pnx_fail(PNX_EINVAL, "cache %s: item %zu of %zu was never put", b->path,
                               i, b->count);
             pnx_cache_builder_abort(b);
             return rc;
         }
+        if (b->done[i] == ITEM_PUT) {
+            /* compacting the UIDs in place: kept ≤ i */
+            if (kept != i)
+                memcpy(b->uids + kept * PNX_CACHE_UID_BYTES, b->uids + i * PNX_CACHE_UID_BYTES,
+                       PNX_CACHE_UID_BYTES);
+            kept++;
+        }
+    }
     pnx_st_writer *w = NULL;
     char count_text[32], side_text[16];
-    snprintf(count_text, sizeof count_text, "%zu", b->count);
+    snprintf(count_text, sizeof count_text, "%zu", kept);
     snprintf(side_text, sizeof side_text, "%u", b->side);
-    const int64_t n = (int64_t)b->count, s = (int64_t)b->side;
+    const int64_t n = (int64_t)kept, s = (int64_t)b->side;
     const int64_t image_shape[4] = {n, 1, s, s};
     const int64_t uid_shape[2] = {n, PNX_CACHE_UID_BYTES};
-    spool_region images = {b->spool_fd, 0};
-    spool_region masks = {b->spool_fd, (uint64_t)b->count * b->item_bytes};
+    spool_region images = {b, 0};
+    spool_region masks = {b, (uint64_t)b->count * b->item_bytes};
     int rc = pnx_st_writer_create(&w);
     if (!rc)
         rc = pnx_st_writer_meta(w, "format", PNX_CACHE_FORMAT);

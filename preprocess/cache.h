@@ -59,9 +59,14 @@ int pnx_cache_builder_meta(pnx_cache_builder *b, const char *key, const char *va
 int pnx_cache_builder_put(pnx_cache_builder *b, size_t index, const pnx_image *image,
                           const pnx_image *mask, const char *uid);
 
-/* Writes the file atomically once every index has been put (PNX_EINVAL
- * naming the first missing one otherwise), and frees the builder in every
- * case. */
+/* Marks item index as left out (its image could not be decoded after the
+ * split was made): the file then holds the other items, in index order,
+ * and its count is smaller by one. Each index is put or skipped once. */
+int pnx_cache_builder_skip(pnx_cache_builder *b, size_t index);
+
+/* Writes the file atomically once every index has been put or skipped
+ * (PNX_EINVAL naming the first missing one otherwise), and frees the
+ * builder in every case. */
 int pnx_cache_builder_commit(pnx_cache_builder *b);
 
 /* Frees the builder; nothing is written. NULL is fine. */

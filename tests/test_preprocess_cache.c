@@ -158,6 +158,41 @@ static void test_empty_cache(void **state)
     free(path);
 }
 
+static void test_skipped_items_are_left_out(void **state)
+{
+    (void)state;
+    char *path = path_in_work("skipped.safetensors");
+    pnx_cache_builder *b = NULL;
+    assert_int_equal(pnx_cache_builder_open(&b, path, 6, 12), 0);
+    const int skipped[6] = {0, 0, 1, 0, 0, 1};
+    for (size_t i = 0; i < 6; i++) {
+        if (skipped[i])
+            assert_int_equal(pnx_cache_builder_skip(b, i), 0);
+        else
+            put_item(b, i, 12);
+    }
+    assert_int_equal(pnx_cache_builder_skip(b, 2), PNX_EINVAL);
+    assert_int_equal(pnx_cache_builder_commit(b), 0);
+    pnx_cache *c = NULL;
+    assert_int_equal(pnx_cache_open(&c, path), 0);
+    assert_int_equal(pnx_cache_count(c), 4);
+    const size_t kept[4] = {0, 1, 3, 4};
+    for (size_t k = 0; k < 4; k++) {
+        pnx_image img = {0}, mask = {0};
+        char uid[32], got[PNX_CACHE_UID_BYTES + 1];
+        fill_item(kept[k], 12, &img, &mask, uid);
+        assert_memory_equal(pnx_cache_image(c, k), img.pixels, 144);
+        assert_memory_equal(pnx_cache_mask(c, k), mask.pixels, 144);
+        assert_int_equal(pnx_cache_uid(c, k, got), 0);
+        assert_string_equal(got, uid);
+        pnx_image_free(&img);
+        pnx_image_free(&mask);
+    }
+    assert_int_equal(pnx_cache_verify(c), 0);
+    pnx_cache_close(c);
+    free(path);
+}
+
 typedef struct concurrent_ctx {
     pnx_cache_builder *b;
     uint32_t side;
@@ -321,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_byte_identical_whatever_the_order),
         cmocka_unit_test(test_empty_cache),
         cmocka_unit_test(test_concurrent_puts),
+        cmocka_unit_test(test_skipped_items_are_left_out),
         cmocka_unit_test(test_builder_refusals),
         cmocka_unit_test(test_reader_refuses_other_files),
         cmocka_unit_test(test_python_safetensors_loads_it),
