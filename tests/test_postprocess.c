@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/image.h"
+#include "postprocess/output_paths.h"
 #include "postprocess/postprocess.h"
 #include "postprocess/seg.h"
 #include "postprocess/uid.h"
@@ -339,6 +340,31 @@ static void test_derived_uids(void **state)
     assert_string_not_equal(u1.series_instance_uid, u1.sop_instance_uid);
 }
 
+static void test_output_paths(void **state)
+{
+    (void)state;
+    pnx_dicom_source src;
+    memset(&src, 0, sizeof src);
+    strcpy(src.study_instance_uid, "1.2.3");
+    strcpy(src.series_instance_uid, "1.2.3.4");
+    strcpy(src.sop_instance_uid, "1.2.3.4.5");
+    char *path = NULL;
+    assert_int_equal(pnx_output_path("out", &src, PNX_OUTPUT_SEG, 0, &path), 0);
+    assert_string_equal(path, "out/1.2.3/1.2.3.4/1.2.3.4.5.seg.dcm");
+    free(path);
+    assert_int_equal(pnx_output_path("out", &src, PNX_OUTPUT_OVERLAY, 0, &path), 0);
+    assert_string_equal(path, "out/1.2.3/1.2.3.4/1.2.3.4.5.overlay.png");
+    free(path);
+    assert_int_equal(pnx_output_path("out", &src, PNX_OUTPUT_SC, 0, &path), 0);
+    assert_string_equal(path, "out/1.2.3/1.2.3.4/1.2.3.4.5.sc.dcm");
+    free(path);
+    assert_int_equal(pnx_output_path("out", &src, 7, 0, &path), PNX_EINVAL);
+    /* A hostile "UID" never becomes a path. */
+    strcpy(src.sop_instance_uid, "../../etc/passwd");
+    assert_int_equal(pnx_output_path("out", &src, PNX_OUTPUT_SEG, 0, &path), PNX_EFORMAT);
+    assert_null(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_triplet),
         cmocka_unit_test(test_params_rejected),
         cmocka_unit_test(test_derived_uids),
+        cmocka_unit_test(test_output_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,26 @@ static int dciodvfy_clean(const char *path)
     return 0;
 }
 
+/* When python3 with pydicom and numpy is present, pydicom's unpacking of the
+ * SEG frame must equal the mask too (an independent reader). */
+static void pydicom_agrees(const char *seg_path, const pnx_image *mask)
+{
+    if (system("python3 -c 'import pydicom, numpy' >/dev/null 2>&1") != 0)
+        return;
+    char raw_path[4096];
+    snprintf(raw_path, sizeof raw_path, "%s.mask", seg_path);
+    assert_int_equal(pnx_write_file_atomic(raw_path, mask->pixels, pnx_image_size(mask)), 0);
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import sys, numpy, pydicom\n"
+             "a = pydicom.dcmread(sys.argv[1]).pixel_array.astype(numpy.uint8).ravel()\n"
+             "b = numpy.fromfile(sys.argv[2], dtype=numpy.uint8)\n"
+             "sys.exit(0 if a.shape == b.shape and (a == b).all() else 1)' '%s' '%s'",
+             seg_path, raw_path);
+    assert_int_equal(system(cmd), 0);
+    unlink(raw_path);
+}
+
 static pnx_seg_options default_options(const pnx_generated_uids *uids)
 {
     pnx_seg_options o;
@@ -158,6 +178,7 @@ static void write_and_check(const char *name, const pnx_dicom_source *src)
         assert_string_equal(value, src->lossy_method);
     }
     dciodvfy_clean(path);
+    pydicom_agrees(path, &mask);
 
     pnx_image_free(&back);
     pnx_image_free(&mask);
