@@ -153,6 +153,13 @@ const char *pnx_stage_name(int stage);
 /* Returns the stage for a name, or -1. */
 int pnx_stage_from_name(const char *name);
 
+/* Fills the paths left unset from the output folder: database =
+ * <output>/pneumoseg.sqlite, dataset.cache_dir = <output>/dataset,
+ * train.cache_dir = dataset.cache_dir, train.model =
+ * <output>/model.safetensors, score.model = train.model. Call after applying
+ * command-line overrides. */
+int pnx_config_resolve_paths(pnx_config *cfg);
+
 /* Replaces *slot (a config string) by a copy of value. */
 int pnx_config_set_string(char **slot, const char *value);
 
