@@ -8,7 +8,7 @@ pnx_add_test(NAME test_postprocess_overlay
   LIBS pnx_postprocess PNG::PNG)
 pnx_add_test(NAME test_postprocess_seg
   SOURCES test_postprocess_seg.c test_postprocess_dicom.cc
-  LIBS pnx_postprocess DCMTK::DCMTK)
+  LIBS pnx_postprocess DCMTK::DCMTK Threads::Threads)
 pnx_add_test(NAME test_postprocess_sc
   SOURCES test_postprocess_sc.c test_postprocess_dicom.cc
-  LIBS pnx_postprocess DCMTK::DCMTK)
+  LIBS pnx_postprocess DCMTK::DCMTK Threads::Threads)

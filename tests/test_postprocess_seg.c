@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <glob.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,6 +374,60 @@ static void test_seg_deterministic_file(void **state)
     pnx_image_free(&mask);
 }
 
+/* The scorer writes from several threads at once: each thread writes and
+ * reads back its own SEGs. */
+typedef struct thread_job {
+    const pnx_dicom_source *src;
+    int index;
+    int failures;
+} thread_job;
+
+static void *write_many(void *arg)
+{
+    thread_job *job = arg;
+    pnx_image mask = {0}, back = {0};
+    if (pnx_image_alloc(&mask, job->src->columns, job->src->rows)) {
+        job->failures++;
+        return NULL;
+    }
+    for (int round = 0; round < 5; round++) {
+        for (size_t i = 0; i < pnx_image_size(&mask); i++)
+            mask.pixels[i] = (uint8_t)((i * 31 + (size_t)job->index * 7 + (size_t)round) % 5 == 0);
+        pnx_generated_uids uids;
+        char settings[32], name[64];
+        snprintf(settings, sizeof settings, "t%d-r%d", job->index, round);
+        snprintf(name, sizeof name, "seg-thread-%d-%d.dcm", job->index, round);
+        char *path = pnx_path_join(tmpdir, name);
+        pnx_seg_options opt = default_options(&uids);
+        if (!path || pnx_seg_uids_derive(job->src, "m", settings, &uids) ||
+            pnx_seg_write(path, job->src, &mask, &opt, NULL) || pnx_seg_read_mask(path, &back) ||
+            memcmp(back.pixels, mask.pixels, pnx_image_size(&mask)) != 0)
+            job->failures++;
+        pnx_image_free(&back);
+        free(path);
+    }
+    pnx_image_free(&mask);
+    return NULL;
+}
+
+static void test_seg_threads(void **state)
+{
+    (void)state;
+    pnx_dicom_source src;
+    make_source("src-threads.dcm", 48, 61, 1, &src);
+    enum { N_THREADS = 4 };
+    pthread_t threads[N_THREADS];
+    thread_job jobs[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        jobs[t] = (thread_job){&src, t, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, write_many, &jobs[t]), 0);
+    }
+    for (int t = 0; t < N_THREADS; t++) {
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+        assert_int_equal(jobs[t].failures, 0);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -398,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_seg_rejects_bad_input),
         cmocka_unit_test(test_seg_atomic),
         cmocka_unit_test(test_seg_deterministic_file),
+        cmocka_unit_test(test_seg_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
