@@ -5,6 +5,7 @@
 #include "postprocess/postprocess.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,18 @@ int pnx_postprocess_params_check(const pnx_postprocess_params *p)
                             (long long)p->triplet_min_area);
     }
     return 0;
+}
+
+int pnx_postprocess_settings_text(const pnx_postprocess_params *p, char *out, size_t size)
+{
+    if (!p->triplet_enabled)
+        return snprintf(out, size, "pp1;threshold=%.17g;min_component_area=%lld;triplet=0",
+                        p->threshold, (long long)p->min_component_area);
+    return snprintf(out, size,
+                    "pp1;threshold=%.17g;min_component_area=%lld;triplet=1;top=%.17g;"
+                    "min_area=%lld;bottom=%.17g",
+                    p->threshold, (long long)p->min_component_area, p->top_threshold,
+                    (long long)p->triplet_min_area, p->bottom_threshold);
 }
 
 /* Marks used while labelling in place: foreground not yet visited is 1. */

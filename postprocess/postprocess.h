@@ -23,6 +23,7 @@
 #ifndef PNX_POSTPROCESS_POSTPROCESS_H
 #define PNX_POSTPROCESS_POSTPROCESS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/image.h"
@@ -53,6 +54,15 @@ typedef struct pnx_postprocess_result {
 
 /* Checks the parameters (thresholds finite, areas >= 0). */
 int pnx_postprocess_params_check(const pnx_postprocess_params *params);
+
+/* A canonical text of the parameters, e.g.
+ *   "pp1;threshold=0.5;min_component_area=0;triplet=0"
+ *   "pp1;threshold=0.5;min_component_area=0;triplet=1;top=0.75;min_area=2000;bottom=0.4"
+ * (numbers with %.17g, so equal values give equal text). Meant for the
+ * settings part of derived UIDs (uid.h), together with anything else that
+ * changes the output (e.g. TTA). Returns the length snprintf would write;
+ * out may be NULL when size is 0. */
+int pnx_postprocess_settings_text(const pnx_postprocess_params *params, char *out, size_t size);
 
 /* The whole chain above. mask must be unallocated (zeroed); on success it
  * holds a native_width × native_height 0/1 image owned by the caller

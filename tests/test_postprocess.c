@@ -281,6 +281,25 @@ static void test_params_rejected(void **state)
     assert_null(mask.pixels);
 }
 
+static void test_settings_text(void **state)
+{
+    (void)state;
+    pnx_postprocess_params p = plain(0.5, 0);
+    char text[256];
+    pnx_postprocess_settings_text(&p, text, sizeof text);
+    assert_string_equal(text, "pp1;threshold=0.5;min_component_area=0;triplet=0");
+    p.triplet_enabled = 1;
+    p.top_threshold = 0.75;
+    p.triplet_min_area = 2000;
+    p.bottom_threshold = 0.4;
+    p.min_component_area = 10;
+    int len = pnx_postprocess_settings_text(&p, text, sizeof text);
+    assert_string_equal(text, "pp1;threshold=0.5;min_component_area=10;triplet=1;top=0.75;"
+                              "min_area=2000;bottom=0.40000000000000002");
+    assert_int_equal(len, (int)strlen(text));
+    assert_int_equal(pnx_postprocess_settings_text(&p, NULL, 0), len);
+}
+
 static void test_derived_uids(void **state)
 {
     (void)state;
@@ -375,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_threshold_chain),
         cmocka_unit_test(test_triplet),
         cmocka_unit_test(test_params_rejected),
+        cmocka_unit_test(test_settings_text),
         cmocka_unit_test(test_derived_uids),
         cmocka_unit_test(test_output_paths),
     };
