@@ -1,0 +1,376 @@
+/*
+ * rle/codec.c — EncodedPixels text ↔ row-major 0/1 mask (see rle/rle.h).
+ *
+ * Decoding parses and checks the whole string before it writes a single
+ * pixel, so that a bad string never leaves half a mask behind. Short
+ * strings (nearly all real ones) keep their runs in a stack buffer between
+ * the two steps; longer ones are parsed a second time instead of allocating.
+ */
+#include "rle/rle.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+
+/* Any single value above this is rejected before it can overflow a sum:
+ * the largest image has 65535² < 2^32 pixels, and 2^40 + 2^40 + 2^32 still
+ * fits comfortably in 64 bits. */
+#define VALUE_LIMIT (UINT64_C(1) << 40)
+
+/* Runs kept between checking and writing without a second parse (16 KiB). */
+#define STACK_RUNS 1024
+
+/* The longest decimal an accepted value can print as (2^40 has 13 digits). */
+#define MAX_DIGITS 20
+
+int pnx_rle_fmt_parse(const char *name, pnx_rle_fmt *fmt)
+{
+    if (name && strcmp(name, "relative") == 0) {
+        *fmt = PNX_RLE_FMT_RELATIVE;
+        return 0;
+    }
+    if (name && strcmp(name, "absolute") == 0) {
+        *fmt = PNX_RLE_FMT_ABSOLUTE;
+        return 0;
+    }
+    return pnx_fail(PNX_EINVAL, "RLE format '%s' is neither 'relative' nor 'absolute'",
+                    name ? name : "(null)");
+}
+
+const char *pnx_rle_fmt_name(pnx_rle_fmt fmt)
+{
+    switch (fmt) {
+    case PNX_RLE_FMT_RELATIVE: return "relative";
+    case PNX_RLE_FMT_ABSOLUTE: return "absolute";
+    }
+    return "?";
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+static void trim(const char **text, size_t *len)
+{
+    const char *s = *text;
+    size_t n = *len;
+    while (n > 0 && is_blank(s[0])) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_blank(s[n - 1]))
+        n--;
+    *text = s;
+    *len = n;
+}
+
+int pnx_rle_is_empty(const char *text, size_t len)
+{
+    trim(&text, &len);
+    return len == 0 || (len == 2 && text[0] == '-' && text[1] == '1');
+}
+
+/* A cursor over the values of one string. */
+typedef struct value_cursor {
+    const char *p;
+    const char *end;
+    uint64_t index; /* 1-based number of the value last read */
+} value_cursor;
+
+/* Reads the next value: 1 with *v set, 0 at the end, negative on a bad token. */
+static int next_value(value_cursor *c, uint64_t total, uint64_t *v)
+{
+    while (c->p < c->end && is_blank(*c->p))
+        c->p++;
+    if (c->p == c->end)
+        return 0;
+    c->index++;
+    const char *tok = c->p;
+    uint64_t x = 0;
+    while (c->p < c->end && (unsigned)(*c->p - '0') < 10u) {
+        x = x * 10 + (uint64_t)(*c->p - '0');
+        if (x > VALUE_LIMIT) {
+            while (c->p < c->end && (unsigned)(*c->p - '0') < 10u)
+                c->p++;
+            return pnx_fail(PNX_ERANGE, "value %llu of %llu: '%.*s' is too large",
+                            (unsigned long long)c->index, (unsigned long long)total,
+                            (int)(c->p - tok > 40 ? 40 : c->p - tok), tok);
+        }
+        c->p++;
+    }
+    if (c->p == tok || (c->p < c->end && !is_blank(*c->p))) {
+        const char *bad = tok;
+        while (c->p < c->end && !is_blank(*c->p))
+            c->p++;
+        int n = (int)(c->p - bad > 40 ? 40 : c->p - bad);
+        if (bad[0] == '-')
+            return pnx_fail(PNX_EFORMAT, "value %llu of %llu: '%.*s' is negative",
+                            (unsigned long long)c->index, (unsigned long long)total, n, bad);
+        return pnx_fail(PNX_EFORMAT, "value %llu of %llu: '%.*s' is not a non-negative integer",
+                        (unsigned long long)c->index, (unsigned long long)total, n, bad);
+    }
+    *v = x;
+    return 1;
+}
+
+static uint64_t count_values(const char *s, size_t n)
+{
+    uint64_t count = 0;
+    bool in_token = false;
+    for (size_t i = 0; i < n; i++) {
+        bool blank = is_blank(s[i]);
+        if (!blank && !in_token)
+            count++;
+        in_token = !blank;
+    }
+    return count;
+}
+
+/* Reads the next run as an absolute [start, start + length) in column-major
+ * pixel numbers, checking it. *end_prev is the end of the previous run (0
+ * before the first). Returns 1, 0 at the end, or a negative code. */
+static int next_run(value_cursor *c, uint64_t total, pnx_rle_fmt fmt, uint64_t n_pixels,
+                    uint64_t *end_prev, uint64_t *start, uint64_t *length)
+{
+    uint64_t s, l;
+    int rc = next_value(c, total, &s);
+    if (rc <= 0)
+        return rc;
+    rc = next_value(c, total, &l);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return pnx_fail(PNX_EFORMAT, "odd number of values (%llu): the last start has no length",
+                        (unsigned long long)total);
+    if (l == 0)
+        return pnx_fail(PNX_EFORMAT, "value %llu of %llu: a run of length 0",
+                        (unsigned long long)c->index, (unsigned long long)total);
+    uint64_t abs_start;
+    if (fmt == PNX_RLE_FMT_RELATIVE) {
+        abs_start = *end_prev + s; /* both < 2^41: no overflow */
+    } else {
+        if (s < *end_prev)
+            return pnx_fail(PNX_EFORMAT,
+                            "value %llu of %llu: absolute start %llu is before the end %llu of the previous run",
+                            (unsigned long long)(c->index - 1), (unsigned long long)total,
+                            (unsigned long long)s, (unsigned long long)*end_prev);
+        abs_start = s;
+    }
+    if (abs_start >= n_pixels || l > n_pixels - abs_start)
+        return pnx_fail(PNX_ERANGE,
+                        "values %llu-%llu of %llu: run of %llu pixels from pixel %llu passes the end of the %llu-pixel image",
+                        (unsigned long long)(c->index - 1), (unsigned long long)c->index,
+                        (unsigned long long)total, (unsigned long long)l,
+                        (unsigned long long)abs_start, (unsigned long long)n_pixels);
+    *start = abs_start;
+    *length = l;
+    *end_prev = abs_start + l;
+    return 1;
+}
+
+/* Sets the pixels of column-major run [start, start + length) in the
+ * row-major mask: one column segment at a time. */
+static void paint_run(pnx_image *mask, uint64_t start, uint64_t length)
+{
+    const uint32_t w = mask->width, h = mask->height;
+    uint32_t x = (uint32_t)(start / h);
+    uint32_t y = (uint32_t)(start % h);
+    uint8_t *pix = mask->pixels;
+    while (length > 0) {
+        uint32_t seg = h - y;
+        if (seg > length)
+            seg = (uint32_t)length;
+        uint8_t *p = pix + (size_t)y * w + x;
+        for (uint32_t i = 0; i < seg; i++, p += w)
+            *p = 1;
+        length -= seg;
+        x++;
+        y = 0;
+    }
+}
+
+int pnx_rle_decode(const char *text, size_t len, pnx_rle_fmt fmt, pnx_image *mask,
+                   uint64_t *n_pixels)
+{
+    if (n_pixels)
+        *n_pixels = 0;
+    if (!mask || !mask->pixels || mask->width == 0 || mask->height == 0)
+        return pnx_fail(PNX_EINVAL, "RLE decode: no mask to decode into");
+    if (fmt != PNX_RLE_FMT_RELATIVE && fmt != PNX_RLE_FMT_ABSOLUTE)
+        return pnx_fail(PNX_EINVAL, "RLE decode: unknown format %d", (int)fmt);
+    if (!text && len > 0)
+        return pnx_fail(PNX_EINVAL, "RLE decode: no text");
+    trim(&text, &len);
+    if (pnx_rle_is_empty(text, len))
+        return 0;
+
+    const uint64_t total = count_values(text, len);
+    const uint64_t image_pixels = (uint64_t)mask->width * mask->height;
+    uint64_t starts[STACK_RUNS], lengths[STACK_RUNS];
+    size_t kept = 0;
+    uint64_t covered = 0, end_prev = 0, s, l;
+    value_cursor c = {text, text + len, 0};
+    int rc;
+    while ((rc = next_run(&c, total, fmt, image_pixels, &end_prev, &s, &l)) == 1) {
+        if (kept < STACK_RUNS) {
+            starts[kept] = s;
+            lengths[kept] = l;
+        }
+        kept++;
+        covered += l;
+    }
+    if (rc < 0)
+        return rc;
+
+    if (kept <= STACK_RUNS) {
+        for (size_t i = 0; i < kept; i++)
+            paint_run(mask, starts[i], lengths[i]);
+    } else {
+        value_cursor again = {text, text + len, 0};
+        end_prev = 0;
+        while (next_run(&again, total, fmt, image_pixels, &end_prev, &s, &l) == 1)
+            paint_run(mask, s, l);
+    }
+    if (n_pixels)
+        *n_pixels = covered;
+    return 0;
+}
+
+/* ---- encoding ----------------------------------------------------------- */
+
+typedef struct text_buf {
+    char *data;
+    size_t len, cap;
+} text_buf;
+
+static int reserve(text_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return pnx_fail(PNX_ENOMEM, "RLE encode: string too long");
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return pnx_fail(PNX_ENOMEM, "RLE encode: out of memory (%zu bytes)", cap);
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static size_t format_u64(char *out, uint64_t v)
+{
+    char tmp[MAX_DIGITS];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static int append_pair(text_buf *b, uint64_t start, uint64_t length)
+{
+    int rc = reserve(b, 2 * MAX_DIGITS + 3);
+    if (rc)
+        return rc;
+    if (b->len > 0)
+        b->data[b->len++] = ' ';
+    b->len += format_u64(b->data + b->len, start);
+    b->data[b->len++] = ' ';
+    b->len += format_u64(b->data + b->len, length);
+    return 0;
+}
+
+/* Side of the square tiles of the transpose: 64 × 64 bytes of source and
+ * destination stay in L1 while a tile is copied. */
+#define TILE 64
+
+/* Row-major mask → column-major 0/1 bytes (dst[x * h + y]). */
+static void to_column_major(const pnx_image *mask, uint8_t *dst)
+{
+    const uint32_t w = mask->width, h = mask->height;
+    for (uint32_t y0 = 0; y0 < h; y0 += TILE) {
+        uint32_t y1 = y0 + TILE < h ? y0 + TILE : h;
+        for (uint32_t x0 = 0; x0 < w; x0 += TILE) {
+            uint32_t x1 = x0 + TILE < w ? x0 + TILE : w;
+            for (uint32_t y = y0; y < y1; y++) {
+                const uint8_t *src = mask->pixels + (size_t)y * w;
+                for (uint32_t x = x0; x < x1; x++)
+                    dst[(size_t)x * h + y] = src[x] != 0;
+            }
+        }
+    }
+}
+
+/* Index of the first byte in [i, n) equal to want (0 or 1), or n. Skips
+ * eight bytes at a time through the long stretches of equal bytes. */
+static size_t find_byte(const uint8_t *p, size_t i, size_t n, uint8_t want)
+{
+    const uint64_t all = want ? UINT64_C(0x0101010101010101) : 0;
+    while (i < n && (i & 7u))
+        if (p[i] == want)
+            return i;
+        else
+            i++;
+    while (i + 8 <= n) {
+        uint64_t word;
+        memcpy(&word, p + i, sizeof word);
+        if (word != (all ^ UINT64_C(0x0101010101010101)))
+            break;
+        i += 8;
+    }
+    while (i < n && p[i] != want)
+        i++;
+    return i;
+}
+
+int pnx_rle_encode(const pnx_image *mask, pnx_rle_fmt fmt, char **out)
+{
+    *out = NULL;
+    if (!mask || !mask->pixels || mask->width == 0 || mask->height == 0)
+        return pnx_fail(PNX_EINVAL, "RLE encode: empty or missing mask");
+    if (fmt != PNX_RLE_FMT_RELATIVE && fmt != PNX_RLE_FMT_ABSOLUTE)
+        return pnx_fail(PNX_EINVAL, "RLE encode: unknown format %d", (int)fmt);
+    const size_t n = pnx_image_size(mask);
+    uint8_t *cm = malloc(n);
+    if (!cm)
+        return pnx_fail(PNX_ENOMEM, "RLE encode: out of memory (%zu bytes)", n);
+    to_column_major(mask, cm);
+
+    text_buf b = {0};
+    uint64_t end_prev = 0;
+    size_t i = 0;
+    int rc = 0;
+    for (;;) {
+        size_t start = find_byte(cm, i, n, 1);
+        if (start == n)
+            break;
+        size_t end = find_byte(cm, start, n, 0);
+        uint64_t s = fmt == PNX_RLE_FMT_RELATIVE ? start - end_prev : start;
+        rc = append_pair(&b, s, end - start);
+        if (rc)
+            break;
+        end_prev = end;
+        i = end;
+    }
+    free(cm);
+    if (!rc)
+        rc = reserve(&b, 3);
+    if (rc) {
+        free(b.data);
+        return rc;
+    }
+    if (b.len == 0) {
+        memcpy(b.data, "-1", 2);
+        b.len = 2;
+    }
+    b.data[b.len] = '\0';
+    *out = b.data;
+    return 0;
+}
