@@ -148,6 +148,25 @@ int pnx_db_split_counts(pnx_db *db, int64_t images[3], int64_t positives[3])
     return rc;
 }
 
+int pnx_db_split_patients_in_several(pnx_db *db, int64_t *patients)
+{
+    *patients = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = pnx_db_prepare(db,
+                            "SELECT COUNT(*) FROM (SELECT patient_id FROM splits"
+                            " WHERE patient_id IS NOT NULL GROUP BY patient_id"
+                            " HAVING COUNT(DISTINCT split) > 1)",
+                            &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *patients = sqlite3_column_int64(st, 0);
+    else
+        rc = pnx_db_fail(db, "count patients in several splits");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int pnx_db_dataset_unmatched_counts(pnx_db *db, int64_t *csv_rows_without_image,
                                     int64_t *images_without_csv_row)
 {

@@ -45,6 +45,10 @@ void pnx_db_dataset_writer_close(pnx_db_dataset_writer *w);
  * images in the splits table. */
 int pnx_db_split_counts(pnx_db *db, int64_t images[3], int64_t positives[3]);
 
+/* Number of patients (non-NULL patient_id) whose images are in more than
+ * one split: 0 is the split's promise, checked after every rebuild. */
+int pnx_db_split_patients_in_several(pnx_db *db, int64_t *patients);
+
 /* Rows of the dataset_unmatched view by kind. */
 int pnx_db_dataset_unmatched_counts(pnx_db *db, int64_t *csv_rows_without_image,
                                     int64_t *images_without_csv_row);

@@ -101,6 +101,22 @@ static void test_rows_counts_and_unmatched(void **state)
     assert_int_equal(images[2], 1);
     assert_int_equal(positives[2], 0);
 
+    int64_t several = -1;
+    assert_int_equal(pnx_db_split_patients_in_several(db, &several), 0);
+    assert_int_equal(several, 0);
+    assert_int_equal(pnx_db_begin(db), 0);
+    assert_int_equal(pnx_db_dataset_writer_open(&w, db, run), 0);
+    assert_int_equal(pnx_db_split_put(w, "1.2", "val", "A", 0, 42), 0);
+    pnx_db_dataset_writer_close(w);
+    assert_int_equal(pnx_db_commit(db), 0);
+    assert_int_equal(pnx_db_split_patients_in_several(db, &several), 0);
+    assert_int_equal(several, 1);
+    assert_int_equal(pnx_db_begin(db), 0);
+    assert_int_equal(pnx_db_dataset_writer_open(&w, db, run), 0);
+    assert_int_equal(pnx_db_split_put(w, "1.2", "train", "A", 0, 42), 0);
+    pnx_db_dataset_writer_close(w);
+    assert_int_equal(pnx_db_commit(db), 0);
+
     int64_t csv_only = 0, image_only = 0;
     assert_int_equal(pnx_db_dataset_unmatched_counts(db, &csv_only, &image_only), 0);
     assert_int_equal(csv_only, 2);   /* 1.7 and 1.9 */
