@@ -303,6 +303,24 @@ static void test_seg_rejects_bad_input(void **state)
     pnx_image back = {0};
     assert_true(pnx_seg_read_mask(junk, &back) < 0);
     assert_null(back.pixels);
+    /* A SEG cut short: every read fails cleanly, never a partial mask. */
+    char *good = tmp_path("seg-cut.dcm");
+    make_source("src-cut.dcm", 64, 64, 0, &src);
+    pnx_image_free(&mask);
+    assert_int_equal(pnx_image_alloc(&mask, 64, 64), 0);
+    fill_mask(&mask);
+    opt = default_options(&uids);
+    assert_int_equal(pnx_seg_write(good, &src, &mask, &opt, NULL), 0);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(pnx_read_file(good, 1 << 20, &data, &len), 0);
+    for (size_t cut = len - 1; cut > 0; cut = cut * 3 / 4) {
+        assert_int_equal(pnx_write_file_atomic(junk, data, cut), 0);
+        assert_true(pnx_seg_read_mask(junk, &back) < 0);
+        assert_null(back.pixels);
+    }
+    free(data);
+    free(good);
     pnx_image_free(&mask);
     free(path);
     free(junk);
