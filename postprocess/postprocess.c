@@ -136,6 +136,8 @@ int pnx_postprocess_params_check(const pnx_postprocess_params *p)
 
 int pnx_postprocess_settings_text(const pnx_postprocess_params *p, char *out, size_t size)
 {
+    if (!p)
+        return pnx_fail(PNX_EINVAL, "postprocess: no parameters");
     if (!p->triplet_enabled)
         return snprintf(out, size, "pp1;threshold=%.17g;min_component_area=%lld;triplet=0",
                         p->threshold, (long long)p->min_component_area);

@@ -60,8 +60,8 @@ int pnx_postprocess_params_check(const pnx_postprocess_params *params);
  *   "pp1;threshold=0.5;min_component_area=0;triplet=1;top=0.75;min_area=2000;bottom=0.4"
  * (numbers with %.17g, so equal values give equal text). Meant for the
  * settings part of derived UIDs (uid.h), together with anything else that
- * changes the output (e.g. TTA). Returns the length snprintf would write;
- * out may be NULL when size is 0. */
+ * changes the output (e.g. TTA). Returns the length snprintf would write
+ * (PNX_EINVAL when params is NULL); out may be NULL when size is 0. */
 int pnx_postprocess_settings_text(const pnx_postprocess_params *params, char *out, size_t size);
 
 /* The whole chain above. mask must be unallocated (zeroed); on success it
