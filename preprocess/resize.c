@@ -22,7 +22,8 @@ typedef struct axis_map {
     uint32_t taps;
     uint64_t den;       /* every row of weights adds up to den */
     uint32_t *first;
-    uint64_t *weight;
+    uint32_t *used;     /* taps of target o holding weight, inside the source */
+    uint32_t *weight;   /* ≤ 2 · 65535 each */
 } axis_map;
 
 typedef enum axis_mode { AXIS_SMOOTH, AXIS_NEAREST } axis_mode;
@@ -30,8 +31,10 @@ typedef enum axis_mode { AXIS_SMOOTH, AXIS_NEAREST } axis_mode;
 static void axis_free(axis_map *a)
 {
     free(a->first);
+    free(a->used);
     free(a->weight);
     a->first = NULL;
+    a->used = NULL;
     a->weight = NULL;
 }
 
@@ -39,8 +42,9 @@ static int axis_alloc(axis_map *a, uint32_t dst_n, uint32_t taps)
 {
     a->taps = taps;
     a->first = calloc(dst_n, sizeof *a->first);
+    a->used = calloc(dst_n, sizeof *a->used);
     a->weight = calloc((size_t)dst_n * taps, sizeof *a->weight);
-    if (!a->first || !a->weight) {
+    if (!a->first || !a->used || !a->weight) {
         axis_free(a);
         return pnx_fail(PNX_ENOMEM, "resize: out of memory for %u weights", dst_n);
     }
@@ -63,7 +67,7 @@ static int axis_shrink(axis_map *a, uint32_t n, uint32_t m)
         for (uint32_t k = 0; (uint64_t)j * m < hi && j < n; k++, j++) {
             uint64_t s_lo = (uint64_t)j * m, s_hi = s_lo + m;
             uint64_t from = s_lo > lo ? s_lo : lo, to = s_hi < hi ? s_hi : hi;
-            a->weight[(size_t)o * taps + k] = to - from;
+            a->weight[(size_t)o * taps + k] = (uint32_t)(to - from);
         }
     }
     return 0;
@@ -81,21 +85,21 @@ static int axis_enlarge(axis_map *a, uint32_t n, uint32_t m)
     a->den = den;
     for (uint32_t o = 0; o < m; o++) {
         int64_t pos = (int64_t)(2 * (uint64_t)o + 1) * n - m;
-        uint64_t *w = &a->weight[(size_t)o * 2];
+        uint32_t *w = &a->weight[(size_t)o * 2];
         if (pos <= 0) {
             a->first[o] = 0;
-            w[0] = den;
+            w[0] = (uint32_t)den;
             continue;
         }
         uint64_t j = (uint64_t)pos / den, frac = (uint64_t)pos % den;
         if (j >= (uint64_t)n - 1) {
             a->first[o] = n - 1;
-            w[0] = den;
+            w[0] = (uint32_t)den;
             continue;
         }
         a->first[o] = (uint32_t)j;
-        w[0] = den - frac;
-        w[1] = frac;
+        w[0] = (uint32_t)(den - frac);
+        w[1] = (uint32_t)frac;
     }
     return 0;
 }
@@ -117,11 +121,25 @@ static int axis_nearest(axis_map *a, uint32_t n, uint32_t m)
 
 static int axis_build(axis_map *a, uint32_t n, uint32_t m, axis_mode enlarge_mode)
 {
+    int rc;
     if (m < n)
-        return axis_shrink(a, n, m);
-    if (m > n && enlarge_mode == AXIS_SMOOTH)
-        return axis_enlarge(a, n, m);
-    return axis_nearest(a, n, m); /* m == n is the identity here */
+        rc = axis_shrink(a, n, m);
+    else if (m > n && enlarge_mode == AXIS_SMOOTH)
+        rc = axis_enlarge(a, n, m);
+    else
+        rc = axis_nearest(a, n, m); /* m == n is the identity here */
+    if (rc)
+        return rc;
+    /* Trailing zero weights and taps past the source edge are dropped once. */
+    for (uint32_t o = 0; o < m; o++) {
+        uint32_t taps = a->taps, avail = n - a->first[o];
+        if (taps > avail)
+            taps = avail;
+        while (taps > 0 && a->weight[(size_t)o * a->taps + taps - 1] == 0)
+            taps--;
+        a->used[o] = taps;
+    }
+    return 0;
 }
 
 static int check_args(const pnx_image *src, uint32_t width, uint32_t height,
@@ -138,44 +156,50 @@ static int check_args(const pnx_image *src, uint32_t width, uint32_t height,
     return 0;
 }
 
-/* Weighted sums over the footprint of every target pixel:
- * out[oy·W + ox] = Σ wy·wx·value(src), value = pixel or (pixel != 0).
- * The horizontal pass runs over every source row first. */
-static int weighted_sums(const pnx_image *src, const axis_map *ax, const axis_map *ay,
-                         uint32_t width, uint32_t height, int binary, uint64_t *out)
+/* Horizontal pass over every source row: rows[y·W + ox] = Σ wx · v, where v
+ * is the pixel or (pixel != 0). Fits in 32 bits: Σ wx ≤ 2 · 65535 and v ≤ 255. */
+static void horizontal_pass(const pnx_image *src, const axis_map *ax, uint32_t width,
+                            int binary, uint32_t *rows)
 {
-    uint64_t *rows = malloc((size_t)src->height * width * sizeof *rows);
-    if (!rows)
-        return pnx_fail(PNX_ENOMEM, "resize: out of memory for %ux%u sums",
-                        width, src->height);
     for (uint32_t y = 0; y < src->height; y++) {
         const uint8_t *line = src->pixels + (size_t)y * src->width;
-        uint64_t *dst = rows + (size_t)y * width;
+        uint32_t *dst = rows + (size_t)y * width;
         for (uint32_t ox = 0; ox < width; ox++) {
-            const uint64_t *w = &ax->weight[(size_t)ox * ax->taps];
+            const uint32_t *w = &ax->weight[(size_t)ox * ax->taps];
             const uint8_t *s = line + ax->first[ox];
-            uint32_t avail = src->width - ax->first[ox];
-            uint32_t taps = ax->taps < avail ? ax->taps : avail;
-            uint64_t acc = 0;
-            for (uint32_t k = 0; k < taps; k++)
-                acc += w[k] * (binary ? (s[k] != 0) : s[k]);
+            uint32_t taps = ax->used[ox], acc = 0;
+            if (binary)
+                for (uint32_t k = 0; k < taps; k++)
+                    acc += w[k] * (s[k] != 0);
+            else
+                for (uint32_t k = 0; k < taps; k++)
+                    acc += w[k] * s[k];
             dst[ox] = acc;
         }
     }
+}
+
+/* Weighted sums over the footprint of every target pixel:
+ * out[oy·W + ox] = Σ wy·wx·value(src), value = pixel or (pixel != 0). */
+static int weighted_sums(const pnx_image *src, const axis_map *ax, const axis_map *ay,
+                         uint32_t width, uint32_t height, int binary, uint64_t *out)
+{
+    uint32_t *rows = malloc((size_t)src->height * width * sizeof *rows);
+    if (!rows)
+        return pnx_fail(PNX_ENOMEM, "resize: out of memory for %ux%u sums",
+                        width, src->height);
+    horizontal_pass(src, ax, width, binary, rows);
     for (uint32_t oy = 0; oy < height; oy++) {
-        const uint64_t *w = &ay->weight[(size_t)oy * ay->taps];
-        uint32_t first = ay->first[oy];
-        uint32_t avail = src->height - first;
-        uint32_t taps = ay->taps < avail ? ay->taps : avail;
+        const uint32_t *w = &ay->weight[(size_t)oy * ay->taps];
+        uint32_t first = ay->first[oy], taps = ay->used[oy];
         uint64_t *dst = out + (size_t)oy * width;
         for (uint32_t ox = 0; ox < width; ox++)
             dst[ox] = 0;
         for (uint32_t k = 0; k < taps; k++) {
-            if (w[k] == 0)
-                continue;
-            const uint64_t *s = rows + (size_t)(first + k) * width;
+            const uint64_t wk = w[k];
+            const uint32_t *s = rows + (size_t)(first + k) * width;
             for (uint32_t ox = 0; ox < width; ox++)
-                dst[ox] += w[k] * s[ox];
+                dst[ox] += wk * s[ox];
         }
     }
     free(rows);
@@ -206,9 +230,18 @@ static int resize_generic(const pnx_image *src, uint32_t width, uint32_t height,
         goto done;
     uint64_t den = ax.den * ay.den;
     size_t n = (size_t)width * height;
+    /* Rounded division by a reciprocal, corrected to the exact quotient
+     * (a 64-bit division per pixel costs more than the whole resize). */
+    const uint64_t divisor = 2 * den;
+    const double inverse = 1.0 / (double)divisor;
     for (size_t i = 0; i < n; i++) {
         if (!is_mask) {
-            uint64_t v = (2 * sums[i] + den) / (2 * den);
+            uint64_t num = 2 * sums[i] + den;
+            uint64_t v = (uint64_t)((double)num * inverse);
+            while (v > 0 && v * divisor > num)
+                v--;
+            while ((v + 1) * divisor <= num)
+                v++;
             out.pixels[i] = (uint8_t)(v > 255 ? 255 : v);
         } else if (rule == PNX_MASK_ANY) {
             out.pixels[i] = sums[i] > 0;
