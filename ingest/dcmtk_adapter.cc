@@ -150,6 +150,22 @@ void read_meta(DcmFileFormat &ff, pnx_dicom_meta *m)
     get_double(ds, DCM_LossyImageCompressionRatio, 0, &m->lossy_ratio);
 }
 
+/* The pixel budget: what decoding this header would cost. */
+int check_budget(const pnx_ingest_limits *lim, const pnx_dicom_meta *m, char *err, size_t errlen)
+{
+    if (m->bits_allocated > lim->max_bits)
+        return fail(err, errlen, PNX_INGEST_ERR_TOO_LARGE,
+                    "Bits Allocated %d over the limit of %d", m->bits_allocated, lim->max_bits);
+    int64_t pixels = (int64_t)m->rows * m->columns * m->frames *
+                     (m->samples_per_pixel > 0 ? m->samples_per_pixel : 1);
+    if (pixels > lim->max_pixels)
+        return fail(err, errlen, PNX_INGEST_ERR_TOO_LARGE,
+                    "%u×%u pixels × %d frame(s) × %d sample(s) over the budget of %lld pixels",
+                    m->columns, m->rows, (int)m->frames, m->samples_per_pixel,
+                    (long long)lim->max_pixels);
+    return PNX_INGEST_OK;
+}
+
 /* Header checks, before any pixel is touched. */
 int check_header(DcmDataset *ds, const pnx_ingest_limits *lim, const pnx_dicom_meta *m,
                  char *err, size_t errlen)
@@ -170,16 +186,9 @@ int check_header(DcmDataset *ds, const pnx_ingest_limits *lim, const pnx_dicom_m
                     m->rows, m->columns);
     if (m->frames < 1)
         return fail(err, errlen, PNX_INGEST_ERR_MALFORMED, "Number of Frames %d", (int)m->frames);
-    if (m->bits_allocated > lim->max_bits)
-        return fail(err, errlen, PNX_INGEST_ERR_TOO_LARGE,
-                    "Bits Allocated %d over the limit of %d", m->bits_allocated, lim->max_bits);
-    int64_t pixels = (int64_t)m->rows * m->columns * m->frames *
-                     (m->samples_per_pixel > 0 ? m->samples_per_pixel : 1);
-    if (pixels > lim->max_pixels)
-        return fail(err, errlen, PNX_INGEST_ERR_TOO_LARGE,
-                    "%u×%u pixels × %d frame(s) × %d sample(s) over the budget of %lld pixels",
-                    m->columns, m->rows, (int)m->frames, m->samples_per_pixel,
-                    (long long)lim->max_pixels);
+    int kind = check_budget(lim, m, err, errlen);
+    if (kind != PNX_INGEST_OK)
+        return kind;
     if (m->samples_per_pixel != 1 ||
         (std::strcmp(m->photometric, "MONOCHROME1") != 0 &&
          std::strcmp(m->photometric, "MONOCHROME2") != 0))
@@ -249,18 +258,26 @@ int decode_pixels(DcmDataset *ds, const pnx_dicom_meta *m, pnx_image *image, cha
 }
 
 /* Says why DCMTK could not read a file, in the words of our error kinds. */
-int classify_load_error(const OFCondition &c, const pnx_dicom_meta *m, char *err, size_t errlen)
+int classify_load_error(const OFCondition &c, const pnx_ingest_limits *lim,
+                        const pnx_dicom_meta *m, char *err, size_t errlen)
 {
     if (m->transfer_syntax[0] && !pnx_transfer_syntax_supported(m->transfer_syntax))
         return fail(err, errlen, PNX_INGEST_ERR_UNSUPPORTED_SYNTAX,
                     "unsupported transfer syntax %s (%s)", m->transfer_syntax,
                     pnx_transfer_syntax_name(m->transfer_syntax));
-    if (c == EC_StreamNotifyClient || c == EC_ElemLengthLargerThanItem ||
+    /* A header that declares a huge image is refused for that, even when
+     * the file is too short to hold it (the classic decompression bomb). */
+    if (m->rows && m->columns) {
+        int kind = check_budget(lim, m, err, errlen);
+        if (kind != PNX_INGEST_OK)
+            return kind;
+    }
+    /* The file passed the content sniff, so a stream that stops is a file
+     * cut short (DCMTK says "Invalid stream" or "premature end"). */
+    if (c == EC_InvalidStream || c == EC_StreamNotifyClient || c == EC_ElemLengthLargerThanItem ||
         c == EC_PrematureSequDelimitationItem || c == EC_SequEnd || c == EC_ItemEnd)
         return fail(err, errlen, PNX_INGEST_ERR_TRUNCATED, "file ends inside the dataset (%s)",
                     c.text());
-    if (c == EC_InvalidStream)
-        return fail(err, errlen, PNX_INGEST_ERR_NOT_DICOM, "not a DICOM file (%s)", c.text());
     if (c == EC_MemoryExhausted)
         return fail(err, errlen, PNX_INGEST_ERR_MEMORY, "out of memory while parsing");
     return fail(err, errlen, PNX_INGEST_ERR_MALFORMED, "cannot parse the DICOM dataset: %s",
@@ -300,7 +317,7 @@ extern "C" int pnx_dcm_decode(const char *path, const pnx_ingest_limits *limits,
                                     ERM_autoDetect);
         read_meta(ff, meta);
         if (c.bad())
-            return classify_load_error(c, meta, err, errlen);
+            return classify_load_error(c, limits, meta, err, errlen);
         DcmDataset *ds = ff.getDataset();
         int kind = check_header(ds, limits, meta, err, errlen);
         if (kind != PNX_INGEST_OK || !(flags & PNX_DECODE_PIXELS))
