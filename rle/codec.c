@@ -287,22 +287,68 @@ static int append_pair(text_buf *b, uint64_t start, uint64_t length)
     return 0;
 }
 
+/* The smallest rectangle holding every foreground pixel. Found with
+ * sequential reads, eight bytes at a time, so that an empty or small mask
+ * costs one pass over memory and nothing is transposed outside the box. */
+typedef struct box {
+    uint32_t x0, y0, x1, y1; /* inclusive-exclusive: [x0, x1) × [y0, y1) */
+} box;
+
+static bool is_zero_word(const uint8_t *p)
+{
+    uint64_t word;
+    memcpy(&word, p, sizeof word);
+    return word == 0;
+}
+
+static bool foreground_box(const pnx_image *mask, box *b)
+{
+    const uint32_t w = mask->width, h = mask->height;
+    bool any = false;
+    *b = (box){w, h, 0, 0};
+    for (uint32_t y = 0; y < h; y++) {
+        const uint8_t *row = mask->pixels + (size_t)y * w;
+        uint32_t first = 0;
+        while (first + 8 <= w && is_zero_word(row + first))
+            first += 8;
+        while (first < w && row[first] == 0)
+            first++;
+        if (first == w)
+            continue;
+        uint32_t last = w; /* one past the last foreground pixel */
+        while (last >= first + 8 && is_zero_word(row + last - 8))
+            last -= 8;
+        while (row[last - 1] == 0)
+            last--;
+        if (!any)
+            b->y0 = y;
+        any = true;
+        b->y1 = y + 1;
+        if (first < b->x0)
+            b->x0 = first;
+        if (last > b->x1)
+            b->x1 = last;
+    }
+    return any;
+}
+
 /* Side of the square tiles of the transpose: 64 × 64 bytes of source and
  * destination stay in L1 while a tile is copied. */
 #define TILE 64
 
-/* Row-major mask → column-major 0/1 bytes (dst[x * h + y]). */
-static void to_column_major(const pnx_image *mask, uint8_t *dst)
+/* The box of the row-major mask → column-major 0/1 bytes:
+ * dst[(x - x0) * box height + (y - y0)]. */
+static void box_to_column_major(const pnx_image *mask, const box *b, uint8_t *dst)
 {
-    const uint32_t w = mask->width, h = mask->height;
-    for (uint32_t y0 = 0; y0 < h; y0 += TILE) {
-        uint32_t y1 = y0 + TILE < h ? y0 + TILE : h;
-        for (uint32_t x0 = 0; x0 < w; x0 += TILE) {
-            uint32_t x1 = x0 + TILE < w ? x0 + TILE : w;
-            for (uint32_t y = y0; y < y1; y++) {
+    const uint32_t w = mask->width, bh = b->y1 - b->y0;
+    for (uint32_t ty = b->y0; ty < b->y1; ty += TILE) {
+        uint32_t ty1 = ty + TILE < b->y1 ? ty + TILE : b->y1;
+        for (uint32_t tx = b->x0; tx < b->x1; tx += TILE) {
+            uint32_t tx1 = tx + TILE < b->x1 ? tx + TILE : b->x1;
+            for (uint32_t y = ty; y < ty1; y++) {
                 const uint8_t *src = mask->pixels + (size_t)y * w;
-                for (uint32_t x = x0; x < x1; x++)
-                    dst[(size_t)x * h + y] = src[x] != 0;
+                for (uint32_t x = tx; x < tx1; x++)
+                    dst[(size_t)(x - b->x0) * bh + (y - b->y0)] = src[x] != 0;
             }
         }
     }
@@ -312,22 +358,50 @@ static void to_column_major(const pnx_image *mask, uint8_t *dst)
  * eight bytes at a time through the long stretches of equal bytes. */
 static size_t find_byte(const uint8_t *p, size_t i, size_t n, uint8_t want)
 {
-    const uint64_t all = want ? UINT64_C(0x0101010101010101) : 0;
-    while (i < n && (i & 7u))
-        if (p[i] == want)
-            return i;
-        else
-            i++;
+    const uint64_t skip = want ? 0 : UINT64_C(0x0101010101010101);
     while (i + 8 <= n) {
         uint64_t word;
         memcpy(&word, p + i, sizeof word);
-        if (word != (all ^ UINT64_C(0x0101010101010101)))
+        if (word != skip)
             break;
         i += 8;
     }
     while (i < n && p[i] != want)
         i++;
     return i;
+}
+
+/* Appends the run [start, end) of column-major pixel numbers, merging it
+ * with the previous one when they touch (a run crossing from the bottom of
+ * one column to the top of the next). */
+typedef struct run_writer {
+    text_buf text;
+    pnx_rle_fmt fmt;
+    uint64_t open_start, open_end; /* the run not yet written; empty when equal */
+    uint64_t end_written;          /* end of the last run written */
+} run_writer;
+
+static int flush_run(run_writer *rw)
+{
+    if (rw->open_end == rw->open_start)
+        return 0;
+    uint64_t s = rw->fmt == PNX_RLE_FMT_RELATIVE ? rw->open_start - rw->end_written : rw->open_start;
+    int rc = append_pair(&rw->text, s, rw->open_end - rw->open_start);
+    rw->end_written = rw->open_end;
+    rw->open_start = rw->open_end;
+    return rc;
+}
+
+static int add_run(run_writer *rw, uint64_t start, uint64_t end)
+{
+    if (rw->open_end != rw->open_start && rw->open_end == start) {
+        rw->open_end = end;
+        return 0;
+    }
+    int rc = flush_run(rw);
+    rw->open_start = start;
+    rw->open_end = end;
+    return rc;
 }
 
 int pnx_rle_encode(const pnx_image *mask, pnx_rle_fmt fmt, char **out)
@@ -337,40 +411,44 @@ int pnx_rle_encode(const pnx_image *mask, pnx_rle_fmt fmt, char **out)
         return pnx_fail(PNX_EINVAL, "RLE encode: empty or missing mask");
     if (fmt != PNX_RLE_FMT_RELATIVE && fmt != PNX_RLE_FMT_ABSOLUTE)
         return pnx_fail(PNX_EINVAL, "RLE encode: unknown format %d", (int)fmt);
-    const size_t n = pnx_image_size(mask);
-    uint8_t *cm = malloc(n);
-    if (!cm)
-        return pnx_fail(PNX_ENOMEM, "RLE encode: out of memory (%zu bytes)", n);
-    to_column_major(mask, cm);
-
-    text_buf b = {0};
-    uint64_t end_prev = 0;
-    size_t i = 0;
+    run_writer rw = {.fmt = fmt};
     int rc = 0;
-    for (;;) {
-        size_t start = find_byte(cm, i, n, 1);
-        if (start == n)
-            break;
-        size_t end = find_byte(cm, start, n, 0);
-        uint64_t s = fmt == PNX_RLE_FMT_RELATIVE ? start - end_prev : start;
-        rc = append_pair(&b, s, end - start);
-        if (rc)
-            break;
-        end_prev = end;
-        i = end;
+    box b;
+    if (foreground_box(mask, &b)) {
+        const size_t bw = b.x1 - b.x0, bh = b.y1 - b.y0;
+        uint8_t *cm = malloc(bw * bh);
+        if (!cm)
+            return pnx_fail(PNX_ENOMEM, "RLE encode: out of memory (%zu bytes)", bw * bh);
+        box_to_column_major(mask, &b, cm);
+        for (size_t cx = 0; cx < bw && !rc; cx++) {
+            const uint8_t *col = cm + cx * bh;
+            const uint64_t base = (uint64_t)(b.x0 + cx) * mask->height + b.y0;
+            size_t i = 0;
+            for (;;) {
+                size_t start = find_byte(col, i, bh, 1);
+                if (start == bh)
+                    break;
+                size_t end = find_byte(col, start, bh, 0);
+                if ((rc = add_run(&rw, base + start, base + end)))
+                    break;
+                i = end;
+            }
+        }
+        free(cm);
+        if (!rc)
+            rc = flush_run(&rw);
     }
-    free(cm);
     if (!rc)
-        rc = reserve(&b, 3);
+        rc = reserve(&rw.text, 3);
     if (rc) {
-        free(b.data);
+        free(rw.text.data);
         return rc;
     }
-    if (b.len == 0) {
-        memcpy(b.data, "-1", 2);
-        b.len = 2;
+    if (rw.text.len == 0) {
+        memcpy(rw.text.data, "-1", 2);
+        rw.text.len = 2;
     }
-    b.data[b.len] = '\0';
-    *out = b.data;
+    rw.text.data[rw.text.len] = '\0';
+    *out = rw.text.data;
     return 0;
 }
