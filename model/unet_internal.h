@@ -1,0 +1,93 @@
+/*
+ * model/unet_internal.h — the U-Net's data structures, shared by unet.c
+ * (graph, forward, backward) and unet_state.c (named tensors, init).
+ * Internal to model/.
+ *
+ * The network is a list of layers over activations. Parameters live in one
+ * backend allocation (grads, Adam m and v in three more of the same size),
+ * running stats in another, so an optimiser step is one call per buffer.
+ */
+#ifndef PNX_MODEL_UNET_INTERNAL_H
+#define PNX_MODEL_UNET_INTERNAL_H
+
+#include "model/unet.h"
+
+#define UNET_MAX_LAYERS 40
+#define UNET_MAX_ACTS 40
+#define UNET_MAX_TENSORS 160
+#define UNET_NAME_MAX 40
+
+typedef enum layer_kind {
+    LAYER_CBR,    /* conv3×3 pad 1 + BatchNorm + ReLU */
+    LAYER_POOL,   /* 2×2 max-pool */
+    LAYER_UP,     /* 2×2 stride-2 transposed conv */
+    LAYER_CONCAT, /* channel concatenation [in, in2] */
+    LAYER_HEAD,   /* 1×1 conv to the logits */
+} layer_kind;
+
+typedef struct unet_layer {
+    layer_kind kind;
+    char name[UNET_NAME_MAX]; /* the seed's module name: "enc1_1", "unpool4", "fc" */
+    int in, in2, out;         /* activation ids; in2 only for CONCAT */
+    int cin, cout;
+    /* Offsets (in floats) into params (w, b, gamma, beta) and running (mean,
+     * var); bn is the BatchNorm's index for its counter. */
+    size_t w, b, gamma, beta, mean, var;
+    int bn;
+    /* Per batch shape: */
+    float *pre;          /* CBR: conv output before BatchNorm (training only) */
+    float *save_mean;    /* CBR: (cout) */
+    float *save_invstd;  /* CBR: (cout) */
+    uint8_t *argmax;     /* POOL: like out */
+} unet_layer;
+
+typedef struct unet_act {
+    int c;
+    int level; /* spatial size is (H >> level, W >> level) */
+    float *data;
+    float *grad; /* training only; NULL for the input */
+} unet_act;
+
+typedef struct unet_tensor {
+    char name[UNET_NAME_MAX];
+    pnx_unet_kind kind;
+    int ndim;
+    int64_t shape[4];
+    size_t count;
+    size_t offset; /* floats into params or running; BN index for counters */
+} unet_tensor;
+
+struct pnx_unet {
+    pnx_backend *be;
+    int base;
+
+    unet_layer layers[UNET_MAX_LAYERS];
+    int n_layers;
+    unet_act acts[UNET_MAX_ACTS];
+    int n_acts;
+    int input_act, logits_act;
+
+    unet_tensor tensors[UNET_MAX_TENSORS];
+    int n_tensors;
+    size_t n_params, n_running;
+    int n_bn;
+
+    float *params, *grads, *adam_m, *adam_v; /* n_params each; m, v lazily */
+    float *running;                          /* n_running */
+    int64_t *counters;                       /* host, n_bn */
+    int64_t adam_steps;
+
+    /* Batch-shape dependent memory: one block for activations (+ per-layer
+     * buffers), one for training extras and gradients. */
+    int n, h, w;
+    int planned_training;
+    void *act_block, *train_block;
+    float *scratch; /* training: the largest CBR output, for dBN */
+    int last_forward_training;
+    int have_forward;
+};
+
+/* Allocates zeroed Adam m and v if they do not exist yet (unet.c). */
+int pnx_unet_ensure_adam_state(pnx_unet *m);
+
+#endif
