@@ -1,0 +1,27 @@
+/*
+ * pipeline/png_io.h — 8-bit greyscale PNG files for the command-line tools
+ * (`pneumoseg rle` writes and reads masks as 0/255 PNGs).
+ *
+ * Writing is atomic (common/fileio.h): a file appears whole under its name
+ * or not at all. Reading accepts any PNG libpng reads (grey, palette, RGB,
+ * 16-bit, with alpha) and converts it to 8-bit grey; sizes are checked
+ * against PNX_PNG_MAX_PIXELS before anything is allocated.
+ */
+#ifndef PNX_PIPELINE_PNG_IO_H
+#define PNX_PIPELINE_PNG_IO_H
+
+#include "common/image.h"
+
+/* The largest picture read (width × height): 16384² bytes, 256 MiB. */
+#define PNX_PNG_MAX_PIXELS (UINT64_C(1) << 28)
+
+/* Writes img as an 8-bit greyscale PNG; with as_mask, every nonzero pixel
+ * is written as 255 (a 0/1 mask becomes a visible 0/255 picture). */
+int pnx_png_write_gray(const char *path, const pnx_image *img, int as_mask);
+
+/* Reads path into *img (allocated here; free with pnx_image_free) as 8-bit
+ * grey. PNX_ENOTFOUND, PNX_EIO, PNX_EFORMAT (not a PNG / corrupt) or
+ * PNX_ERANGE (too large). */
+int pnx_png_read_gray(const char *path, pnx_image *img);
+
+#endif
