@@ -29,12 +29,18 @@
 #include "preprocess/resize.h"
 #include "rle/rle.h"
 
-#define TRAIN_STUDIES 24
-#define TEST_STUDIES 6
+/* Studies generated when the repository has no sample_dicom/ (the
+ * generator needs about a second per study in a debug build). */
+#define GEN_TRAIN_STUDIES 8
+#define GEN_TEST_STUDIES 2
 #define SIDE 64
 
 static char dir[512];
 static char removed_uid[128];
+static char train_dir[1024];  /* the sample's training DICOM folder */
+static char sample_csv[1024]; /* its RLE CSV */
+static size_t n_train_files;  /* DICOM files in train_dir */
+static size_t n_csv_images;   /* ImageIds of our CSV (one removed) */
 
 static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run_cmd(const char *fmt, ...)
@@ -89,18 +95,40 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "%s/tests/preprocess_stage.%d", PNX_BINARY_DIR, (int)getpid());
     if (pnx_mkdir_p(dir, 0755))
         return -1;
-    if (run_cmd("'%s' --out '%s' --seed 7 --train %d --test %d -q", PNX_GEN_SAMPLE,
-                in_dir("sample"), TRAIN_STUDIES, TEST_STUDIES) != 0)
+    struct stat st;
+    snprintf(train_dir, sizeof train_dir, "%s/sample_dicom/dicom-images-train", PNX_SOURCE_DIR);
+    snprintf(sample_csv, sizeof sample_csv, "%s/sample_dicom/train-rle.csv", PNX_SOURCE_DIR);
+    if (stat(sample_csv, &st) != 0 || stat(train_dir, &st) != 0) {
+        if (run_cmd("'%s' --out '%s' --seed 7 --train %d --test %d -q", PNX_GEN_SAMPLE,
+                    in_dir("sample"), GEN_TRAIN_STUDIES, GEN_TEST_STUDIES) != 0)
+            return -1;
+        snprintf(train_dir, sizeof train_dir, "%s", in_dir("sample/dicom-images-train"));
+        snprintf(sample_csv, sizeof sample_csv, "%s", in_dir("sample/train-rle.csv"));
+    }
+    pnx_ingest_file_list files = {0};
+    if (pnx_ingest_walk(train_dir, &files))
         return -1;
-    if (pnx_write_file_atomic(in_dir("sample/dicom-images-train/bad.dcm"), "not DICOM\n", 10))
+    n_train_files = files.count;
+    pnx_ingest_file_list_free(&files);
+    /* Our DICOM folder: the sample's training images (a link) and a file
+     * that is not DICOM. */
+    if (pnx_mkdir_p(in_dir("dicom"), 0755) || symlink(train_dir, in_dir("dicom/train")) != 0)
         return -1;
-    write_csv_without_first_image(in_dir("sample/train-rle.csv"), in_dir("rle.csv"));
+    if (pnx_write_file_atomic(in_dir("dicom/bad.dcm"), "not DICOM\n", 10))
+        return -1;
+    write_csv_without_first_image(sample_csv, in_dir("rle.csv"));
+    pnx_rle_index *idx = NULL;
+    if (pnx_rle_index_build(&idx, in_dir("rle.csv")))
+        return -1;
+    n_csv_images = pnx_rle_index_count(idx);
+    pnx_rle_index_free(idx);
     char yaml[2048];
     int n = snprintf(yaml, sizeof yaml,
                      "output: %s/out\n"
+                     "stages: [dataset]\n"
                      "ingest:\n  workers: 2\n"
                      "dataset:\n"
-                     "  dicom_dir: %s/sample/dicom-images-train\n"
+                     "  dicom_dir: %s/dicom\n"
                      "  rle_csv: %s/rle.csv\n"
                      "  image_size: %d\n"
                      "  seed: 5\n"
@@ -133,7 +161,7 @@ static char *read_all(const char *path, size_t *len)
 static int decode_uid(const char *uid, pnx_decode_result *out)
 {
     pnx_ingest_file_list files = {0};
-    assert_int_equal(pnx_ingest_walk(in_dir("sample/dicom-images-train"), &files), 0);
+    assert_int_equal(pnx_ingest_walk(train_dir, &files), 0);
     pnx_ingest_limits limits;
     pnx_ingest_limits_default(&limits);
     int found = 0;
@@ -194,7 +222,7 @@ static void test_dataset_end_to_end(void **state)
     static const char *const names[3] = {"out/dataset/train.safetensors",
                                          "out/dataset/val.safetensors",
                                          "out/dataset/test.safetensors"};
-    char *uids[TRAIN_STUDIES];
+    char **uids = calloc(n_train_files, sizeof *uids);
     size_t n_uids = 0, positives = 0;
     int checked = 0;
     for (int k = 0; k < 3; k++) {
@@ -209,7 +237,7 @@ static void test_dataset_end_to_end(void **state)
             assert_int_equal(pnx_cache_uid(c, i, uid), 0);
             assert_true(strcmp(prev, uid) < 0); /* sorted, no repeats */
             strcpy(prev, uid);
-            assert_true(n_uids < TRAIN_STUDIES);
+            assert_true(n_uids < n_train_files);
             uids[n_uids++] = strdup(uid);
             const uint8_t *m = pnx_cache_mask(c, i);
             int any = 0;
@@ -233,7 +261,7 @@ static void test_dataset_end_to_end(void **state)
         pnx_cache_close(c);
     }
     /* every training image but the one whose CSV rows were removed, once */
-    assert_int_equal(n_uids, TRAIN_STUDIES - 1);
+    assert_int_equal(n_uids, n_train_files - 1);
     qsort(uids, n_uids, sizeof *uids, cmp_str);
     for (size_t i = 0; i < n_uids; i++) {
         assert_string_not_equal(uids[i], removed_uid);
@@ -246,16 +274,17 @@ static void test_dataset_end_to_end(void **state)
     assert_int_equal(pnx_db_open(&db, in_dir("out/pneumoseg.sqlite"), PNX_DB_READONLY), 0);
     int64_t images[3], pos[3], several = -1, csv_only = 0, image_only = 0;
     assert_int_equal(pnx_db_split_counts(db, images, pos), 0);
-    assert_int_equal(images[0] + images[1] + images[2], TRAIN_STUDIES - 1);
+    assert_int_equal(images[0] + images[1] + images[2], n_train_files - 1);
     assert_int_equal((size_t)(pos[0] + pos[1] + pos[2]), positives);
     assert_int_equal(pnx_db_split_patients_in_several(db, &several), 0);
     assert_int_equal(several, 0);
     assert_int_equal(pnx_db_dataset_unmatched_counts(db, &csv_only, &image_only), 0);
-    assert_int_equal(csv_only, TEST_STUDIES); /* the test images' rows */
+    /* the test images' rows: every ImageId but the matched ones */
+    assert_int_equal(csv_only, n_csv_images - (n_train_files - 1));
     assert_int_equal(image_only, 1);          /* the removed ImageId */
     int64_t gt = 0;
     assert_int_equal(pnx_db_count_rows(db, "ground_truth", &gt), 0);
-    assert_int_equal(gt, TRAIN_STUDIES - 1 + TEST_STUDIES);
+    assert_int_equal(gt, n_csv_images);
     pnx_db_close(db);
 
     /* A rerun rewrites byte-identical caches. */
@@ -273,7 +302,9 @@ static void test_dataset_end_to_end(void **state)
     }
 
     /* Counts beyond the images available: an error, the caches untouched. */
-    int rc = run_dataset("--split-counts 100,10,10 2>/dev/null");
+    char counts[64];
+    snprintf(counts, sizeof counts, "--split-counts %zu,1,1 2>/dev/null", n_train_files);
+    int rc = run_dataset(counts);
     assert_true(rc != 0 && rc != 2);
     for (int k = 0; k < 3; k++) {
         size_t l = 0;
@@ -285,6 +316,7 @@ static void test_dataset_end_to_end(void **state)
     }
     for (size_t i = 0; i < n_uids; i++)
         free(uids[i]);
+    free(uids);
 }
 
 int main(void)

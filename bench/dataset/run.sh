@@ -32,6 +32,7 @@ for size in 128 256; do
         rm -rf "$out"
         cat > "$work/pipeline.yaml" <<YAML
 output: $out
+stages: [dataset]
 ingest: {workers: $workers}
 dataset:
   dicom_dir: $sample/dicom-images-train
