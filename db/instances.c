@@ -9,13 +9,40 @@
 #include "common/error.h"
 #include "db/db_internal.h"
 
+/* Within one run, a row already stored wins over a newcomer with the same
+ * UID when it is ok and the newcomer failed, or when both are ok and it has
+ * the smaller path: the outcome does not depend on the order in which
+ * parallel workers finish. Rows of earlier runs are always replaced. */
 static const char SQL_PUT_INSTANCE[] =
-    "INSERT OR REPLACE INTO instances (sop_instance_uid, series_instance_uid,"
+    "INSERT INTO instances (sop_instance_uid, series_instance_uid,"
     " study_instance_uid, patient_id, sop_class_uid, modality, view_position, path, file_size,"
     " transfer_syntax, photometric, rows, columns, bits_allocated, bits_stored,"
     " pixel_spacing_row, pixel_spacing_col, lossy, status, error_kind, error, run_id)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-    " ?19, ?20, ?21, ?22)";
+    " ?19, ?20, ?21, ?22)"
+    " ON CONFLICT (sop_instance_uid) DO UPDATE SET"
+    " series_instance_uid = excluded.series_instance_uid,"
+    " study_instance_uid = excluded.study_instance_uid, patient_id = excluded.patient_id,"
+    " sop_class_uid = excluded.sop_class_uid, modality = excluded.modality,"
+    " view_position = excluded.view_position, path = excluded.path,"
+    " file_size = excluded.file_size, transfer_syntax = excluded.transfer_syntax,"
+    " photometric = excluded.photometric, rows = excluded.rows, columns = excluded.columns,"
+    " bits_allocated = excluded.bits_allocated, bits_stored = excluded.bits_stored,"
+    " pixel_spacing_row = excluded.pixel_spacing_row,"
+    " pixel_spacing_col = excluded.pixel_spacing_col, lossy = excluded.lossy,"
+    " status = excluded.status, error_kind = excluded.error_kind, error = excluded.error,"
+    " run_id = excluded.run_id, indexed_at = excluded.indexed_at"
+    " WHERE instances.run_id IS NOT excluded.run_id OR instances.path = excluded.path"
+    "    OR NOT ((instances.status = 'ok' AND excluded.status = 'error')"
+    "            OR (instances.status = excluded.status AND instances.path < excluded.path))";
+/* A failed file of this run about to be displaced by another file with the
+ * same UID keeps its error, under its path. */
+static const char SQL_RESCUE_DISPLACED_ERROR[] =
+    "INSERT OR REPLACE INTO ingest_errors (path, file_size, error_kind, error, run_id)"
+    " SELECT path, file_size, error_kind,"
+    "        error || ' (its SOP Instance UID is also in ' || ?3 || ')', run_id"
+    " FROM instances WHERE sop_instance_uid = ?1 AND run_id IS ?2 AND path <> ?3"
+    "  AND status = 'error' AND (?4 = 'ok' OR path > ?3)";
 static const char SQL_FORGET_FILE_ERROR[] = "DELETE FROM ingest_errors WHERE path = ?1";
 static const char SQL_PUT_FILE_ERROR[] =
     "INSERT OR REPLACE INTO ingest_errors (path, file_size, error_kind, error, run_id)"
@@ -31,6 +58,7 @@ struct pnx_db_instances_writer {
     sqlite3_stmt *forget_file_error;
     sqlite3_stmt *put_file_error;
     sqlite3_stmt *mark_instance_error;
+    sqlite3_stmt *rescue_displaced_error;
 };
 
 int pnx_db_instances_writer_open(pnx_db_instances_writer **out, pnx_db *db, int64_t run_id)
@@ -48,6 +76,8 @@ int pnx_db_instances_writer_open(pnx_db_instances_writer **out, pnx_db *db, int6
         rc = pnx_db_prepare(db, SQL_PUT_FILE_ERROR, &w->put_file_error);
     if (!rc)
         rc = pnx_db_prepare(db, SQL_MARK_INSTANCE_ERROR, &w->mark_instance_error);
+    if (!rc)
+        rc = pnx_db_prepare(db, SQL_RESCUE_DISPLACED_ERROR, &w->rescue_displaced_error);
     if (rc) {
         pnx_db_instances_writer_close(w);
         return rc;
@@ -64,6 +94,7 @@ void pnx_db_instances_writer_close(pnx_db_instances_writer *w)
     sqlite3_finalize(w->forget_file_error);
     sqlite3_finalize(w->put_file_error);
     sqlite3_finalize(w->mark_instance_error);
+    sqlite3_finalize(w->rescue_displaced_error);
     free(w);
 }
 
@@ -92,12 +123,33 @@ static int step_done(pnx_db *db, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
-int pnx_db_instance_put(pnx_db_instances_writer *w, const pnx_instance_row *r)
+int pnx_db_instance_put(pnx_db_instances_writer *w, const pnx_instance_row *row)
 {
+    return pnx_db_instance_put_kept(w, row, NULL);
+}
+
+int pnx_db_instance_put_kept(pnx_db_instances_writer *w, const pnx_instance_row *r, int *stored)
+{
+    if (stored)
+        *stored = 0;
     if (!r->sop_instance_uid || !*r->sop_instance_uid || !r->path)
         return pnx_fail(PNX_EINVAL, "an instance row needs a SOP Instance UID and a path");
-    sqlite3_stmt *st = w->put_instance;
-    int bad = 0;
+    sqlite3_stmt *st = w->rescue_displaced_error;
+    int bad = pnx_db_bind_text(st, 1, r->sop_instance_uid);
+    bad |= bind_run(st, 2, w->run_id);
+    bad |= pnx_db_bind_text(st, 3, r->path);
+    bad |= pnx_db_bind_text(st, 4, r->error_kind ? "error" : "ok");
+    if (bad) {
+        int rc = pnx_db_fail(w->db, "bind displaced error");
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return rc;
+    }
+    int rc0 = step_done(w->db, st, "keep displaced error");
+    if (rc0)
+        return rc0;
+
+    st = w->put_instance;
     bad |= bind_text_or_null(st, 1, r->sop_instance_uid);
     bad |= bind_text_or_null(st, 2, r->series_instance_uid);
     bad |= bind_text_or_null(st, 3, r->study_instance_uid);
@@ -134,6 +186,10 @@ int pnx_db_instance_put(pnx_db_instances_writer *w, const pnx_instance_row *r)
     int rc = step_done(w->db, st, "store instance");
     if (rc)
         return rc;
+    if (sqlite3_changes(w->db->sql) == 0)
+        return 0;
+    if (stored)
+        *stored = 1;
     if (pnx_db_bind_text(w->forget_file_error, 1, r->path) != SQLITE_OK)
         return pnx_db_fail(w->db, "bind path");
     return step_done(w->db, w->forget_file_error, "forget ingest error");

@@ -47,8 +47,16 @@ typedef struct pnx_db_instances_writer pnx_db_instances_writer;
 int pnx_db_instances_writer_open(pnx_db_instances_writer **out, pnx_db *db, int64_t run_id);
 
 /* Inserts or replaces the row of row->sop_instance_uid and forgets any
- * ingest_errors row of the same path. */
+ * ingest_errors row of the same path. Two files of one run with the same
+ * UID: an ok row is not replaced by a failed one, and otherwise the smaller
+ * path stays, so the result does not depend on the order in which parallel
+ * workers finish (a failed row displaced this way moves to ingest_errors).
+ * Rows of earlier runs are always replaced. */
 int pnx_db_instance_put(pnx_db_instances_writer *w, const pnx_instance_row *row);
+/* The same; *stored tells whether this row was kept (0: another file of
+ * this run holds the UID). */
+int pnx_db_instance_put_kept(pnx_db_instances_writer *w, const pnx_instance_row *row,
+                             int *stored);
 
 /* Records a file that failed before its UID was known (ingest_errors,
  * keyed by path) and marks an instances row of the same path, if any, as
