@@ -12,10 +12,12 @@
 /* Draws before giving up on one image. */
 #define PICK_ATTEMPTS 400
 /* A shape fits when this share of it lies in the lung ... */
-#define MIN_INSIDE_SHARE 0.8
-/* ... and this share of that lies within WALL_DEPTH of the lung border. */
-#define MIN_WALL_SHARE 0.1
+#define MIN_INSIDE_SHARE 0.65
+/* ... and this share of that lies within WALL_DEPTH of the lung border,
+ * lateral of WALL_MIN_XL (the chest wall, not the mediastinum). */
+#define MIN_WALL_SHARE 0.15
 #define WALL_DEPTH 0.012
+#define WALL_MIN_XL 0.2
 #define REAL_SIDE 1024u
 
 typedef struct shape {
@@ -111,10 +113,11 @@ long long pnx_real_masks_pick(const pnx_real_masks *pool, pnx_rng *rng,
             total++;
             double p, q;
             pnx_chest_pixel_to_anatomy(f, (double)(i % REAL_SIDE), (double)(i / REAL_SIDE), &p, &q);
-            double depth = pnx_chest_lung_depth(f, p < 0.5 ? PNX_SIDE_RIGHT : PNX_SIDE_LEFT, p, q);
+            int side = p < 0.5 ? PNX_SIDE_RIGHT : PNX_SIDE_LEFT;
+            double depth = pnx_chest_lung_depth(f, side, p, q);
             if (depth > 0) {
                 inside++;
-                wall += depth < WALL_DEPTH;
+                wall += depth < WALL_DEPTH && pnx_chest_xl(side, p) > WALL_MIN_XL;
             } else {
                 mask->pixels[i] = 0;
             }

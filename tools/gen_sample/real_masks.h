@@ -6,7 +6,8 @@
  * mask on a 1024 × 1024 image). A shape is used for a synthetic image only
  * where it lies along that image's lung border: most of it inside the lung,
  * part of it within a few millimetres of the chest wall; the part outside
- * the lung is cut off.
+ * the lung is cut off. The real masks were drawn on other anatomy, so the
+ * fit is approximate: shapes along the wall, not always crescents.
  */
 #ifndef PNX_TOOLS_REAL_MASKS_H
 #define PNX_TOOLS_REAL_MASKS_H

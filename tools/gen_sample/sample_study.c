@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/rng.h"
 #include "rle/rle.h"
 #include "tools/gen_sample/chest_render.h"
@@ -115,9 +116,15 @@ int pnx_sample_study_paint(const pnx_sample_plan *plan, uint32_t i,
         rc = pnx_image_alloc(lesion, PNX_SAMPLE_SIDE, PNX_SAMPLE_SIDE);
     for (int k = 0; rc == 0 && k < 2; k++)
         rc = pnx_image_alloc(&pieces[k], PNX_SAMPLE_SIDE, PNX_SAMPLE_SIDE);
-    if (rc == 0 && s->layout != PNX_PTX_NONE)
-        rc = real ? draw_real(&study_rng, s, &frame, real, pieces, n_pieces)
-                  : draw_crescents(&study_rng, s, &frame, pieces, n_pieces);
+    if (rc == 0 && s->layout != PNX_PTX_NONE && real) {
+        rc = draw_real(&study_rng, s, &frame, real, pieces, n_pieces);
+        if (rc == PNX_ENOTFOUND) {
+            pnx_log_warn("study %u: %s; drawing a crescent instead", i, pnx_errmsg());
+            rc = 0;
+        }
+    }
+    if (rc == 0 && s->layout != PNX_PTX_NONE && *n_pieces == 0)
+        rc = draw_crescents(&study_rng, s, &frame, pieces, n_pieces);
     if (rc == 0) {
         size_t size = pnx_image_size(lesion);
         for (int k = 0; k < *n_pieces; k++)
