@@ -1,9 +1,12 @@
 /* tests/test_ingest_gen.c — see test_ingest_gen.h. */
+#define _XOPEN_SOURCE 700
 #include "test_ingest_gen.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct buf {
     uint8_t *p;
@@ -217,4 +220,41 @@ void gen_picture16(uint16_t *px, int rows, int cols, int bits_stored)
                 v = max;
             px[y * cols + x] = (uint16_t)(v > max ? max : v);
         }
+}
+
+char *gen_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/pnx_ingest_XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl))
+        return NULL;
+    return strdup(tmpl);
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void gen_rmtree(const char *path)
+{
+    if (path)
+        nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *gen_path(char *out, size_t size, const char *dir, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+    return out;
+}
+
+int gen_have_program(const char *name)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+    return system(cmd) == 0;
 }

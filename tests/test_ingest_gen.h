@@ -46,4 +46,14 @@ int gen_write_bytes(const char *path, const void *data, size_t len);
 void gen_picture8(uint8_t *px, int rows, int cols);
 void gen_picture16(uint16_t *px, int rows, int cols, int bits_stored);
 
+/* A fresh folder under $TMPDIR (or /tmp), malloc'd path; NULL on failure. */
+char *gen_tmpdir(void);
+/* Removes a folder tree (no links followed). */
+void gen_rmtree(const char *path);
+/* "dir/name" in a static buffer of the caller's. */
+const char *gen_path(char *buf, size_t size, const char *dir, const char *name);
+
+/* 1 when a program is on PATH. */
+int gen_have_program(const char *name);
+
 #endif
