@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/fileio.h"
@@ -435,6 +437,63 @@ static int write_png_pair(const stage *s, const image_entry *e, const pnx_image 
     return write_png_gray(path, mask, 1);
 }
 
+static int cmp_entry_ptr_uid(const void *pa, const void *pb)
+{
+    return strcmp((*(const image_entry *const *)pa)->uid, (*(const image_entry *const *)pb)->uid);
+}
+
+/* Removes <uid>.png files of a previous run from the PNG folders when that
+ * image is no longer in the split (another seed or other inputs), so the
+ * folders always mirror the caches. Only names "<digits and dots>.png" are
+ * touched. */
+static int prune_png_folders(const stage *s)
+{
+    static const char *const kinds[2] = {"inputs", "labels"};
+    image_entry **placed = malloc((s->n_entries ? s->n_entries : 1) * sizeof *placed);
+    if (!placed)
+        return pnx_fail(PNX_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int k = 0; !rc && k < PNX_SPLIT_COUNT; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_entries; i++)
+            if (s->entries[i].split == k)
+                placed[n++] = &s->entries[i];
+        qsort(placed, n, sizeof *placed, cmp_entry_ptr_uid);
+        for (int j = 0; !rc && j < 2; j++) {
+            char folder[4096];
+            snprintf(folder, sizeof folder, "%s/%s/%s", s->cfg->dataset.png_dir,
+                     pnx_split_name(k), kinds[j]);
+            DIR *d = opendir(folder);
+            if (!d) {
+                rc = pnx_fail(PNX_EIO, "cannot list %s", folder);
+                break;
+            }
+            struct dirent *de;
+            while (!rc && (de = readdir(d)) != NULL) {
+                size_t len = strlen(de->d_name);
+                if (len < 5 || len > 4 + 64 || strcmp(de->d_name + len - 4, ".png") != 0)
+                    continue;
+                image_entry key = {0};
+                memcpy(key.uid, de->d_name, len - 4);
+                key.uid[len - 4] = '\0';
+                if (!uid_is_plain(key.uid))
+                    continue;
+                const image_entry *kp = &key;
+                if (bsearch(&kp, placed, n, sizeof *placed, cmp_entry_ptr_uid))
+                    continue;
+                /* the name is at most 68 bytes (checked above) */
+                char path[sizeof folder + 72];
+                snprintf(path, sizeof path, "%s/%.68s", folder, de->d_name);
+                if (unlink(path) != 0)
+                    rc = pnx_fail(PNX_EIO, "cannot remove the stale %s", path);
+            }
+            closedir(d);
+        }
+    }
+    free(placed);
+    return rc;
+}
+
 static int make_png_folders(const stage *s)
 {
     static const char *const kinds[2] = {"inputs", "labels"};
@@ -686,6 +745,8 @@ int pnx_dataset_build(const pnx_config *cfg, pnx_db *db, int64_t run_id,
         goto done;
     rep->pixel_seconds = now_s() - t0;
     if ((rc = write_tables(&s)))
+        goto done;
+    if (cfg->dataset.png_dir && (rc = prune_png_folders(&s)))
         goto done;
     int64_t placed = rep->split_images[0] + rep->split_images[1] + rep->split_images[2];
     rep->images_per_s = rep->pixel_seconds > 0 ? (double)placed / rep->pixel_seconds : 0;
