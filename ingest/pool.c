@@ -141,10 +141,21 @@ static void arm_cpu_limit(int timeout_s)
     setrlimit(RLIMIT_CPU, &rl);
 }
 
+/* DCMTK parses nested sequences recursively; whatever the caller's stack
+ * limit, a worker gets this one, so that a hostile nesting depth fails the
+ * same way everywhere (a crash of that worker). */
+#define WORKER_STACK_BYTES (8u << 20)
+
 static void apply_worker_limits(const pnx_ingest_limits *lim)
 {
     struct rlimit core = {0, 0};
     setrlimit(RLIMIT_CORE, &core);
+    struct rlimit stack;
+    if (getrlimit(RLIMIT_STACK, &stack) == 0 &&
+        (stack.rlim_cur == RLIM_INFINITY || stack.rlim_cur > WORKER_STACK_BYTES)) {
+        stack.rlim_cur = WORKER_STACK_BYTES;
+        setrlimit(RLIMIT_STACK, &stack);
+    }
     if (!PNX_UNDER_ASAN && lim->memory_limit_mb > 0) {
         rlim_t bytes = (rlim_t)lim->memory_limit_mb * 1024 * 1024;
         struct rlimit as = {bytes, bytes};
