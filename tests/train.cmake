@@ -4,3 +4,10 @@ pnx_add_test(NAME test_train_augment SOURCES test_train_augment.c LIBS pnx_prepr
 if(TARGET pnx_db)
   pnx_add_test(NAME test_train_db SOURCES test_train_db.c LIBS pnx_db)
 endif()
+# The stage itself (pipeline/train_stage.c is compiled in: the pipeline's
+# helpers are part of the pneumoseg executable, not a library).
+if(TARGET pnx_model AND TARGET pnx_config AND TARGET pnx_db)
+  pnx_add_test(NAME test_train_stage
+               SOURCES test_train_stage.c ${PROJECT_SOURCE_DIR}/pipeline/train_stage.c
+               LIBS pnx_config pnx_model pnx_preprocess pnx_db TIMEOUT 120)
+endif()
