@@ -283,11 +283,8 @@ static int load_state(pnx_unet *m, const pnx_st_file *f, const pnx_checkpoint_in
             if (!rc)
                 rc = be->ops->upload(be, m->adam_v, s.v, pbytes);
             m->adam_steps = adam_step;
-        } else if (m->adam_m) {
-            be->ops->release(be, m->adam_m);
-            be->ops->release(be, m->adam_v);
-            m->adam_m = m->adam_v = NULL;
-            m->adam_steps = 0;
+        } else {
+            pnx_unet_reset_adam(m);
         }
     }
     free(counters);

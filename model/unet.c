@@ -550,3 +550,13 @@ int pnx_unet_has_adam_state(const pnx_unet *m)
 {
     return m->adam_m != NULL;
 }
+
+void pnx_unet_reset_adam(pnx_unet *m)
+{
+    if (m->adam_m) {
+        m->be->ops->release(m->be, m->adam_m);
+        m->be->ops->release(m->be, m->adam_v);
+    }
+    m->adam_m = m->adam_v = NULL;
+    m->adam_steps = 0;
+}

@@ -72,6 +72,9 @@ int pnx_unet_adam_step(pnx_unet *m, const pnx_adam_hparams *h);
 /* Adam steps taken so far (restored from checkpoints). */
 int64_t pnx_unet_adam_steps(const pnx_unet *m);
 int pnx_unet_has_adam_state(const pnx_unet *m);
+/* Forgets the Adam moments and step count (fine-tuning from given weights
+ * starts a fresh optimiser, as a new torch.optim.Adam would). */
+void pnx_unet_reset_adam(pnx_unet *m);
 
 /* ---- named tensors ------------------------------------------------------
  * The state dict in PyTorch's order: "enc1_1.0.weight", "enc1_1.0.bias",

@@ -182,11 +182,6 @@ int pnx_unet_init(pnx_unet *m, uint64_t seed)
         rc = be->ops->upload(be, m->running, running, m->n_running * sizeof(float));
     free(host);
     free(running);
-    if (m->adam_m) {
-        be->ops->release(be, m->adam_m);
-        be->ops->release(be, m->adam_v);
-        m->adam_m = m->adam_v = NULL;
-    }
-    m->adam_steps = 0;
+    pnx_unet_reset_adam(m);
     return rc;
 }

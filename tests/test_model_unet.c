@@ -270,6 +270,11 @@ static void test_checkpoint_resume_is_exact(void **state)
     assert_int_equal(pnx_unet_forward(c, input, N, SIDE, SIDE, 0, lc), 0);
     assert_memory_equal(lc, logits[0], sizeof lc);
 
+    /* Fine-tuning starts a fresh optimiser. */
+    pnx_unet_reset_adam(a);
+    assert_false(pnx_unet_has_adam_state(a));
+    assert_int_equal(pnx_unet_adam_steps(a), 0);
+
     pnx_unet_destroy(a);
     pnx_unet_destroy(b);
     pnx_unet_destroy(c);
