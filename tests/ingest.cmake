@@ -12,7 +12,7 @@ if(TARGET pnx_ingest)
 endif()
 if(TARGET pnx_db AND EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/test_ingest_db.c")
   pnx_add_test(NAME test_ingest_db SOURCES test_ingest_db.c test_ingest_gen.c
-               LIBS pnx_db pnx_common SQLite::SQLite3 TIMEOUT 120)
+               LIBS pnx_db pnx_common SQLite::SQLite3 PNG::PNG TIMEOUT 120)
   if(TARGET pneumoseg)
     add_dependencies(test_ingest_db pneumoseg)
   endif()
