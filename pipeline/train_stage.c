@@ -203,9 +203,12 @@ static int open_cache(pnx_cache **out, const char *dir, const char *name, const 
         pnx_cache_close(*out);
         *out = NULL;
     }
-    if (rc)
-        pnx_fail_prefix(rc, "%s cache (run `pneumoseg dataset` first, or set train.cache_dir"
-                            " / --cache-dir)", role);
+    if (rc) {
+        char why[PNX_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", pnx_errmsg());
+        pnx_fail(rc, "%s cache: %s (the dataset stage writes it; set train.cache_dir or "
+                     "--cache-dir to its folder)", role, why);
+    }
     free(path);
     return rc;
 }

@@ -11,3 +11,9 @@ if(TARGET pnx_model AND TARGET pnx_config AND TARGET pnx_db)
                SOURCES test_train_stage.c ${PROJECT_SOURCE_DIR}/pipeline/train_stage.c
                LIBS pnx_config pnx_model pnx_preprocess pnx_db TIMEOUT 120)
 endif()
+# The command as a user runs it.
+if(TARGET pneumoseg AND TARGET pnx_model)
+  pnx_add_test(NAME test_train_cli SOURCES test_train_cli.c LIBS pnx_preprocess SQLite::SQLite3
+               TIMEOUT 120)
+  add_dependencies(test_train_cli pneumoseg)
+endif()
