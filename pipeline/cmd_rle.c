@@ -16,6 +16,7 @@
 #include "common/image.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "common/threadpool.h"
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
 #include "pipeline/png_io.h"
@@ -83,6 +84,31 @@ static int parse_size(const char *s, uint32_t *w, uint32_t *h)
     return 0;
 }
 
+/* Decoding is serial (one index, one file handle) and fast; writing a PNG
+ * is compression plus two fsyncs, mostly waiting on the disk. So masks are
+ * decoded a batch at a time and the batch is written by a pool of threads
+ * larger than the CPU count, which overlaps the fsync waits. */
+#define WRITER_THREADS 8
+#define BATCH_BYTES (128u << 20)
+#define BATCH_MAX 64
+
+typedef struct batch_item {
+    size_t index;        /* image in the index */
+    pnx_image mask;
+    int rc;              /* 0, or the failure whose text is in message */
+    char *message;
+} batch_item;
+
+typedef struct batch {
+    batch_item *items;
+    size_t n;
+    pnx_rle_index *ix;
+    const char *csv;
+    const char *out_dir;
+    uint8_t *empty_png;  /* the PNG of an all-zero mask, written for every "-1" image */
+    size_t empty_png_len;
+} batch;
+
 /* An ImageId becomes a file name: nothing that could leave the folder. */
 static int check_id_as_file_name(const char *id)
 {
@@ -91,68 +117,102 @@ static int check_id_as_file_name(const char *id)
     return 0;
 }
 
-static int decode_one(pnx_rle_index *ix, size_t i, pnx_rle_fmt fmt, pnx_image *mask,
-                      const char *csv, const char *out_dir)
+static int write_range(void *ctx, size_t begin, size_t end)
 {
-    const char *id = pnx_rle_index_id(ix, i);
-    int rc = pnx_rle_index_decode(ix, i, fmt, mask);
-    if (rc)
-        return rc;
-    if ((rc = check_id_as_file_name(id)))
-        return pnx_fail_prefix(rc, "%s:%lld", csv, (long long)pnx_rle_index_first_line(ix, i));
-    size_t n = strlen(out_dir) + strlen(id) + 6;
-    char *path = malloc(n);
-    if (!path)
-        return pnx_fail(PNX_ENOMEM, "out of memory");
-    snprintf(path, n, "%s/%s.png", out_dir, id);
-    rc = pnx_png_write_gray(path, mask, 1);
-    free(path);
-    return rc;
+    batch *b = ctx;
+    for (size_t k = begin; k < end; k++) {
+        batch_item *it = &b->items[k];
+        if (it->rc)
+            continue;
+        const char *id = pnx_rle_index_id(b->ix, it->index);
+        char *path = malloc(strlen(b->out_dir) + strlen(id) + 6);
+        if (!path) {
+            it->rc = pnx_fail(PNX_ENOMEM, "out of memory");
+        } else {
+            sprintf(path, "%s/%s.png", b->out_dir, id);
+            if (pnx_rle_index_positive_rows(b->ix, it->index) == 0)
+                it->rc = pnx_write_file_atomic(path, b->empty_png, b->empty_png_len);
+            else
+                it->rc = pnx_png_write_gray(path, &it->mask, 1);
+            free(path);
+        }
+        if (it->rc)
+            it->message = strdup(pnx_errmsg());
+    }
+    return 0;
 }
 
 static int rle_decode(const char *csv, const char *out_dir, pnx_rle_fmt fmt, uint32_t w,
                       uint32_t h, char **ids, int n_ids)
 {
-    pnx_rle_index *ix;
+    pnx_rle_index *ix = NULL;
+    pnx_pool *pool = NULL;
+    batch b = {.csv = csv, .out_dir = out_dir};
+    size_t per_batch = BATCH_BYTES / ((size_t)w * h);
+    per_batch = per_batch < 1 ? 1 : per_batch > BATCH_MAX ? BATCH_MAX : per_batch;
     int rc = pnx_rle_index_build(&ix, csv);
+    if (!rc)
+        rc = pnx_mkdir_p(out_dir, 0777);
+    if (!rc)
+        rc = pnx_pool_create(&pool, WRITER_THREADS);
+    if (!rc && !(b.items = calloc(per_batch, sizeof *b.items)))
+        rc = pnx_fail(PNX_ENOMEM, "out of memory");
+    for (size_t k = 0; k < per_batch && !rc; k++)
+        rc = pnx_image_alloc(&b.items[k].mask, w, h);
+    if (!rc)
+        rc = pnx_png_encode_gray(&b.items[0].mask, 1, &b.empty_png, &b.empty_png_len);
     if (rc) {
         fprintf(stderr, "pneumoseg rle decode: %s\n", pnx_errmsg());
-        return PNX_EXIT_FATAL;
+        goto done;
     }
-    pnx_image mask = {0};
-    if ((rc = pnx_image_alloc(&mask, w, h)) || (rc = pnx_mkdir_p(out_dir, 0777))) {
-        fprintf(stderr, "pneumoseg rle decode: %s\n", pnx_errmsg());
-        pnx_rle_index_free(ix);
-        pnx_image_free(&mask);
-        return PNX_EXIT_FATAL;
-    }
+    b.ix = ix;
     size_t todo = n_ids ? (size_t)n_ids : pnx_rle_index_count(ix);
     size_t written = 0, failed = 0, positive = 0;
     pnx_progress *progress = pnx_progress_start("rle decode", todo);
-    for (size_t k = 0; k < todo; k++) {
-        size_t i = k;
-        if (n_ids && (rc = pnx_rle_index_find(ix, ids[k], &i))) {
-            pnx_log_error("%s", pnx_errmsg());
-            failed++;
-            pnx_progress_add(progress, 1);
-            continue;
+    for (size_t k0 = 0; k0 < todo; k0 += per_batch) {
+        b.n = todo - k0 < per_batch ? todo - k0 : per_batch;
+        for (size_t k = 0; k < b.n; k++) {
+            batch_item *it = &b.items[k];
+            it->index = k0 + k;
+            it->message = NULL;
+            it->rc = n_ids ? pnx_rle_index_find(ix, ids[k0 + k], &it->index) : 0;
+            if (!it->rc)
+                it->rc = pnx_rle_index_decode(ix, it->index, fmt, &it->mask);
+            if (!it->rc && (it->rc = check_id_as_file_name(pnx_rle_index_id(ix, it->index))))
+                pnx_fail_prefix(it->rc, "%s:%lld", csv,
+                                (long long)pnx_rle_index_first_line(ix, it->index));
+            if (it->rc)
+                it->message = strdup(pnx_errmsg());
         }
-        if ((rc = decode_one(ix, i, fmt, &mask, csv, out_dir))) {
-            pnx_log_error("%s", pnx_errmsg());
-            failed++;
-        } else {
-            written++;
-            positive += pnx_rle_index_positive_rows(ix, i) > 0;
+        pnx_pool_for(pool, b.n, write_range, &b);
+        for (size_t k = 0; k < b.n; k++) {
+            batch_item *it = &b.items[k];
+            if (it->rc) {
+                pnx_log_error("%s", it->message ? it->message : pnx_strerror(it->rc));
+                failed++;
+            } else {
+                written++;
+                positive += pnx_rle_index_positive_rows(ix, it->index) > 0;
+            }
+            free(it->message);
         }
-        pnx_progress_add(progress, 1);
+        pnx_progress_add(progress, b.n);
     }
     pnx_progress_finish(progress);
     printf("%s: %zu rows, %zu images; wrote %zu PNG masks (%zu with a mask) to %s; %zu failed\n",
            csv, pnx_rle_index_row_count(ix), pnx_rle_index_count(ix), written, positive, out_dir,
            failed);
+    rc = failed ? PNX_EFORMAT : 0;
+done:
+    for (size_t k = 0; b.items && k < per_batch; k++)
+        pnx_image_free(&b.items[k].mask);
+    free(b.items);
+    free(b.empty_png);
+    pnx_pool_destroy(pool);
     pnx_rle_index_free(ix);
-    pnx_image_free(&mask);
-    return failed ? PNX_EXIT_PARTIAL : PNX_EXIT_OK;
+    if (!rc)
+        return PNX_EXIT_OK;
+    return b.ix ? PNX_EXIT_PARTIAL : PNX_EXIT_FATAL;
 }
 
 /* ---- encode ------------------------------------------------------------- */

@@ -30,7 +30,34 @@ static void png_warning_ignored(png_structp png, png_const_charp message)
     (void)message;
 }
 
-static int write_stream(FILE *fp, const pnx_image *img, int as_mask, uint8_t *row)
+typedef struct mem_sink {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} mem_sink;
+
+static void sink_write(png_structp png, png_bytep bytes, size_t n)
+{
+    mem_sink *m = png_get_io_ptr(png);
+    if (m->cap - m->len < n) {
+        size_t cap = m->cap ? m->cap : 4096;
+        while (cap - m->len < n)
+            cap *= 2;
+        uint8_t *p = realloc(m->data, cap);
+        if (!p) {
+            m->failed = 1;
+            png_error(png, "out of memory");
+        }
+        m->data = p;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, bytes, n);
+    m->len += n;
+}
+
+static void sink_flush(png_structp png) { (void)png; }
+
+static int encode_stream(mem_sink *sink, const pnx_image *img, int as_mask, uint8_t *row)
 {
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_error_to_pnx, png_warning_ignored);
@@ -43,9 +70,9 @@ static int write_stream(FILE *fp, const pnx_image *img, int as_mask, uint8_t *ro
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        return PNX_EIO; /* message set by png_error_to_pnx */
+        return sink->failed ? PNX_ENOMEM : PNX_EIO; /* message set by png_error_to_pnx */
     }
-    png_init_io(png, fp);
+    png_set_write_fn(png, sink, sink_write, sink_flush);
     png_set_compression_level(png, MASK_PNG_ZLIB_LEVEL);
     png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
     png_set_IHDR(png, info, img->width, img->height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
@@ -55,7 +82,7 @@ static int write_stream(FILE *fp, const pnx_image *img, int as_mask, uint8_t *ro
         const uint8_t *src = img->pixels + (size_t)y * img->width;
         if (as_mask) {
             for (uint32_t x = 0; x < img->width; x++)
-                row[x] = src[x] ? 255 : 0;
+                row[x] = (uint8_t)(-(src[x] != 0)); /* 0 or 255 */
             png_write_row(png, row);
         } else {
             png_write_row(png, src);
@@ -66,25 +93,40 @@ static int write_stream(FILE *fp, const pnx_image *img, int as_mask, uint8_t *ro
     return 0;
 }
 
-int pnx_png_write_gray(const char *path, const pnx_image *img, int as_mask)
+int pnx_png_encode_gray(const pnx_image *img, int as_mask, uint8_t **data, size_t *len)
 {
-    if (!path || !img || !img->pixels || img->width == 0 || img->height == 0 ||
+    *data = NULL;
+    *len = 0;
+    if (!img || !img->pixels || img->width == 0 || img->height == 0 ||
         img->width > PNX_IMAGE_MAX_SIDE || img->height > PNX_IMAGE_MAX_SIDE)
-        return pnx_fail(PNX_EINVAL, "PNG: no path or an empty picture");
+        return pnx_fail(PNX_EINVAL, "PNG: empty picture");
     uint8_t *row = malloc(img->width);
     if (!row)
         return pnx_fail(PNX_ENOMEM, "PNG: out of memory");
-    pnx_atomic_file af;
-    memset(&af, 0, sizeof af);
-    int rc = pnx_atomic_open(&af, path);
-    if (!rc && (rc = write_stream(af.fp, img, as_mask, row))) {
-        pnx_atomic_abort(&af);
-        rc = pnx_fail_prefix(rc, "PNG %s", path);
-    } else if (!rc) {
-        rc = pnx_atomic_commit(&af);
-    }
+    mem_sink sink = {0};
+    int rc = encode_stream(&sink, img, as_mask, row);
     free(row);
-    return rc;
+    if (rc) {
+        free(sink.data);
+        return rc;
+    }
+    *data = sink.data;
+    *len = sink.len;
+    return 0;
+}
+
+int pnx_png_write_gray(const char *path, const pnx_image *img, int as_mask)
+{
+    if (!path)
+        return pnx_fail(PNX_EINVAL, "PNG: no path");
+    uint8_t *data;
+    size_t len;
+    int rc = pnx_png_encode_gray(img, as_mask, &data, &len);
+    if (!rc) {
+        rc = pnx_write_file_atomic(path, data, len);
+        free(data);
+    }
+    return rc ? pnx_fail_prefix(rc, "PNG %s", path) : 0;
 }
 
 int pnx_png_read_gray(const char *path, pnx_image *img)

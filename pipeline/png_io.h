@@ -10,6 +10,9 @@
 #ifndef PNX_PIPELINE_PNG_IO_H
 #define PNX_PIPELINE_PNG_IO_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "common/image.h"
 
 /* The largest picture read (width × height): 16384² bytes, 256 MiB. */
@@ -18,6 +21,10 @@
 /* Writes img as an 8-bit greyscale PNG; with as_mask, every nonzero pixel
  * is written as 255 (a 0/1 mask becomes a visible 0/255 picture). */
 int pnx_png_write_gray(const char *path, const pnx_image *img, int as_mask);
+
+/* Encodes img as pnx_png_write_gray would write it, into a malloc'd buffer
+ * (*data, *len; the caller frees it). For writing the same picture often. */
+int pnx_png_encode_gray(const pnx_image *img, int as_mask, uint8_t **data, size_t *len);
 
 /* Reads path into *img (allocated here; free with pnx_image_free) as 8-bit
  * grey. PNX_ENOTFOUND, PNX_EIO, PNX_EFORMAT (not a PNG / corrupt) or
