@@ -72,6 +72,7 @@ typedef struct stage {
     image_entry *entries;
     size_t n_entries;
     pnx_cache_builder *builders[PNX_SPLIT_COUNT];
+    pnx_image scratch;              /* native-size mask, see decode_csv_mask */
 } stage;
 
 static double now_s(void)
@@ -223,13 +224,20 @@ static void drop_duplicate_uids(stage *s)
 
 /* ---- the join ------------------------------------------------------------- */
 
+/* Decodes the united mask of an ImageId into the stage's scratch mask
+ * (reused while the size stays the same: allocating 1 MiB per image cost
+ * more than decoding it) and points *mask at it. */
 static int decode_csv_mask(stage *s, size_t csv_index, uint32_t width, uint32_t height,
-                           pnx_image *mask)
+                           const pnx_image **mask)
 {
-    int rc = pnx_image_alloc(mask, width, height);
-    if (!rc)
-        rc = pnx_rle_index_decode(s->csv, csv_index, s->fmt, mask);
-    return rc;
+    if (!s->scratch.pixels || s->scratch.width != width || s->scratch.height != height) {
+        pnx_image_free(&s->scratch);
+        int rc = pnx_image_alloc(&s->scratch, width, height);
+        if (rc)
+            return rc;
+    }
+    *mask = &s->scratch;
+    return pnx_rle_index_decode(s->csv, csv_index, s->fmt, &s->scratch);
 }
 
 static int64_t count_set(const pnx_image *mask)
@@ -262,10 +270,9 @@ static int join(stage *s)
         c->matched = 1;
         c->width = e->width;
         c->height = e->height;
-        pnx_image mask = {0};
+        const pnx_image *mask = NULL;
         int rc = decode_csv_mask(s, e->csv, e->width, e->height, &mask);
         if (rc == PNX_ENOMEM) {
-            pnx_image_free(&mask);
             free(areas);
             return rc;
         }
@@ -273,12 +280,10 @@ static int join(stage *s)
             s->rep->mask_errors++;
             pnx_log_warn("%s: %s (image %ux%u)", s->files.files[e->file].path, pnx_errmsg(),
                          e->width, e->height);
-            pnx_image_free(&mask);
             continue;
         }
         c->valid = 1;
-        c->mask_pixels = count_set(&mask);
-        pnx_image_free(&mask);
+        c->mask_pixels = count_set(mask);
         e->usable = 1;
         e->positive = c->mask_pixels > 0;
         s->rep->matched++;
@@ -295,10 +300,9 @@ static int join(stage *s)
         if (c->matched)
             continue;
         s->rep->csv_without_image++;
-        pnx_image mask = {0};
+        const pnx_image *mask = NULL;
         int rc = decode_csv_mask(s, k, SIIM_MASK_SIDE, SIIM_MASK_SIDE, &mask);
         if (rc == PNX_ENOMEM) {
-            pnx_image_free(&mask);
             free(areas);
             return rc;
         }
@@ -307,10 +311,9 @@ static int join(stage *s)
             pnx_log_warn("%s", pnx_errmsg());
         } else {
             c->valid = 1;
-            c->mask_pixels = count_set(&mask);
+            c->mask_pixels = count_set(mask);
             c->width = c->height = SIIM_MASK_SIDE;
         }
-        pnx_image_free(&mask);
     }
     if (s->rep->csv_without_image)
         pnx_log_warn("%" PRId64 " ImageIds of %s have no image under %s (listed in the "
@@ -544,7 +547,8 @@ static int open_builders(stage *s, const size_t counts[PNX_SPLIT_COUNT])
  * count; anything else is fatal. */
 static int place_image(stage *s, image_entry *e, const pnx_image *decoded)
 {
-    pnx_image mask = {0}, small_img = {0}, small_mask = {0};
+    const pnx_image *mask = NULL;
+    pnx_image small_img = {0}, small_mask = {0};
     int rc = 0;
     if (decoded->width != e->width || decoded->height != e->height)
         rc = pnx_fail(PNX_EFORMAT, "decoded %ux%u, header said %ux%u", decoded->width,
@@ -555,13 +559,12 @@ static int place_image(stage *s, image_entry *e, const pnx_image *decoded)
     if (!rc)
         rc = pnx_resize_image(decoded, side, &small_img);
     if (!rc)
-        rc = pnx_resize_mask(&mask, side, DATASET_MASK_RULE, &small_mask);
+        rc = pnx_resize_mask(mask, side, DATASET_MASK_RULE, &small_mask);
     if (!rc)
         rc = pnx_cache_builder_put(s->builders[e->split], e->cache_index, &small_img,
                                    &small_mask, e->uid);
     if (!rc && s->cfg->dataset.png_dir)
         rc = write_png_pair(s, e, &small_img, &small_mask);
-    pnx_image_free(&mask);
     pnx_image_free(&small_img);
     pnx_image_free(&small_mask);
     return rc;
@@ -757,5 +760,6 @@ done:
     pnx_ingest_file_list_free(&s.files);
     free(s.entries);
     free(s.csv_images);
+    pnx_image_free(&s.scratch);
     return rc;
 }
