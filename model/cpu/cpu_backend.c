@@ -180,7 +180,9 @@ int pnx_backend_cpu_create(pnx_backend **out, unsigned threads)
         return pnx_fail_prefix(rc, "CPU backend thread pool");
     }
 #ifdef PNX_HAVE_OPENBLAS
-    openblas_set_num_threads((int)c->threads);
+    /* The pool cuts every GEMM into per-thread slabs (cpu_conv.c): BLAS's
+     * own threads would only spin beside it. */
+    openblas_set_num_threads(1);
 #endif
     *out = be;
     return 0;

@@ -43,6 +43,60 @@ static int tile_rows(int h, int w, size_t k)
     return rows > (size_t)h ? h : (int)rows;
 }
 
+/* ---- GEMM split over the pool --------------------------------------------- */
+
+/* One row-major C = α·op(A)·op(B) + β·C, cut into one slab per thread along
+ * M or N. Each thread packs the operand it does not cut, so the cut goes
+ * across the larger one. BLAS itself runs single-threaded (see
+ * pnx_backend_cpu_create): one set of threads, no spinning BLAS workers
+ * competing with the pool. */
+typedef struct gemm_job {
+    CBLAS_TRANSPOSE ta, tb;
+    int m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    int lda, ldb, ldc;
+    int parts, split_m;
+} gemm_job;
+
+static int gemm_slab(void *ctx, size_t p0, size_t p1)
+{
+    const gemm_job *j = ctx;
+    int total = j->split_m ? j->m : j->n;
+    int s0 = (int)((size_t)total * p0 / (size_t)j->parts);
+    int s1 = (int)((size_t)total * p1 / (size_t)j->parts);
+    if (s1 <= s0)
+        return 0;
+    if (j->split_m) {
+        const float *a = j->ta == CblasNoTrans ? j->a + (size_t)s0 * j->lda : j->a + s0;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, s1 - s0, j->n, j->k, j->alpha, a, j->lda, j->b,
+                    j->ldb, j->beta, j->c + (size_t)s0 * j->ldc, j->ldc);
+    } else {
+        const float *b = j->tb == CblasNoTrans ? j->b + s0 : j->b + (size_t)s0 * j->ldb;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->m, s1 - s0, j->k, j->alpha, j->a, j->lda, b,
+                    j->ldb, j->beta, j->c + s0, j->ldc);
+    }
+    return 0;
+}
+
+static int par_sgemm(cpu_impl *c, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+                     float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                     float *cm, int ldc)
+{
+    gemm_job j = {ta, tb, m, n, k, alpha, beta, a, b, cm, lda, ldb, ldc, 1, 0};
+    j.parts = (int)pnx_pool_size(c->pool);
+    /* Split M when A (m × k) is the larger operand, else N. Slabs thinner
+     * than a micro-kernel tile are not worth a thread. */
+    j.split_m = (size_t)m * k > (size_t)k * n;
+    int extent = j.split_m ? m : n;
+    if (j.parts > extent / 16)
+        j.parts = extent / 16 > 1 ? extent / 16 : 1;
+    if (j.parts <= 1)
+        return gemm_slab(&j, 0, 1);
+    return pnx_pool_for(c->pool, (size_t)j.parts, gemm_slab, &j);
+}
+
 /* ---- im2col for 3×3, pad 1 ------------------------------------------------- */
 
 typedef struct im2col_job {
@@ -119,8 +173,10 @@ static int conv3x3_gemm(pnx_backend *be, const float *x, pnx_dims xd, const floa
                 }
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)P, (int)K, 1.0f, wm,
-                        (int)K, c->work, (int)P, beta, yt, (int)HW);
+            rc = par_sgemm(c, CblasNoTrans, CblasNoTrans, cout, (int)P, (int)K, 1.0f, wm, (int)K,
+                           c->work, (int)P, beta, yt, (int)HW);
+            if (rc)
+                return rc;
         }
     }
     return 0;
@@ -198,8 +254,10 @@ int pnx_cpu_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd, const
             im2col_job job = {xn, H, W, r0, r1, c->work};
             if ((rc = pnx_pool_for(c->pool, (size_t)cin, im2col_channels, &job)) != 0)
                 return rc;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, (int)K, (int)P, 1.0f,
-                        dyn + (size_t)r0 * W, (int)HW, c->work, (int)P, 1.0f, dw, (int)K);
+            rc = par_sgemm(c, CblasNoTrans, CblasTrans, cout, (int)K, (int)P, 1.0f,
+                           dyn + (size_t)r0 * W, (int)HW, c->work, (int)P, 1.0f, dw, (int)K);
+            if (rc)
+                return rc;
         }
     }
     return pnx_cpu_bias_grad(be, dy, xd.n, cout, HW, db);
@@ -208,15 +266,17 @@ int pnx_cpu_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd, const
 int pnx_cpu_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                             const float *bias, int cout, float *y)
 {
-    (void)be;
+    cpu_impl *c = cpu_of(be);
     const size_t P = (size_t)xd.h * xd.w;
     for (int n = 0; n < xd.n; n++) {
         float *yn = y + (size_t)n * cout * P;
         for (int co = 0; co < cout; co++)
             for (size_t p = 0; p < P; p++)
                 yn[(size_t)co * P + p] = bias ? bias[co] : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)P, xd.c, 1.0f, w, xd.c,
-                    x + (size_t)n * xd.c * P, (int)P, 1.0f, yn, (int)P);
+        int rc = par_sgemm(c, CblasNoTrans, CblasNoTrans, cout, (int)P, xd.c, 1.0f, w, xd.c,
+                           x + (size_t)n * xd.c * P, (int)P, 1.0f, yn, (int)P);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -224,15 +284,20 @@ int pnx_cpu_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd, const 
 int pnx_cpu_conv1x1_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                              int cout, const float *dy, float *dx, int acc, float *dw, float *db)
 {
+    cpu_impl *c = cpu_of(be);
     const size_t P = (size_t)xd.h * xd.w;
     for (int n = 0; n < xd.n; n++) {
         const float *dyn = dy + (size_t)n * cout * P;
         const float *xn = x + (size_t)n * xd.c * P;
+        int rc = 0;
         if (dx)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, xd.c, (int)P, cout, 1.0f, w,
-                        xd.c, dyn, (int)P, acc ? 1.0f : 0.0f, dx + (size_t)n * xd.c * P, (int)P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, xd.c, (int)P, 1.0f, dyn,
-                    (int)P, xn, (int)P, 1.0f, dw, xd.c);
+            rc = par_sgemm(c, CblasTrans, CblasNoTrans, xd.c, (int)P, cout, 1.0f, w, xd.c, dyn,
+                           (int)P, acc ? 1.0f : 0.0f, dx + (size_t)n * xd.c * P, (int)P);
+        if (!rc)
+            rc = par_sgemm(c, CblasNoTrans, CblasTrans, cout, xd.c, (int)P, 1.0f, dyn, (int)P,
+                           xn, (int)P, 1.0f, dw, xd.c);
+        if (rc)
+            return rc;
     }
     return pnx_cpu_bias_grad(be, dy, xd.n, cout, P, db);
 }
@@ -289,8 +354,10 @@ int pnx_cpu_upconv2x2_forward(pnx_backend *be, const float *x, pnx_dims xd, cons
         for (int r0 = 0; r0 < H; r0 += rows) {
             int r1 = r0 + rows < H ? r0 + rows : H;
             size_t P = (size_t)(r1 - r0) * W;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)P, xd.c, 1.0f, w,
-                        (int)M, xn + (size_t)r0 * W, (int)HW, 0.0f, c->work, (int)P);
+            rc = par_sgemm(c, CblasTrans, CblasNoTrans, (int)M, (int)P, xd.c, 1.0f, w, (int)M,
+                           xn + (size_t)r0 * W, (int)HW, 0.0f, c->work, (int)P);
+            if (rc)
+                return rc;
             scatter_job job = {c->work, bias, yn, W, H, r0, r1, 0};
             if ((rc = pnx_pool_for(c->pool, (size_t)cout, scatter_channels, &job)) != 0)
                 return rc;
@@ -320,11 +387,14 @@ int pnx_cpu_upconv2x2_backward(pnx_backend *be, const float *x, pnx_dims xd, con
             if ((rc = pnx_pool_for(c->pool, (size_t)cout, scatter_channels, &job)) != 0)
                 return rc;
             if (dx)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, xd.c, (int)P, (int)M, 1.0f,
-                            w, (int)M, c->work, (int)P, acc ? 1.0f : 0.0f,
-                            dx + (size_t)n * xd.c * HW + (size_t)r0 * W, (int)HW);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, xd.c, (int)M, (int)P, 1.0f,
-                        xn + (size_t)r0 * W, (int)HW, c->work, (int)P, 1.0f, dw, (int)M);
+                rc = par_sgemm(c, CblasNoTrans, CblasNoTrans, xd.c, (int)P, (int)M, 1.0f, w,
+                               (int)M, c->work, (int)P, acc ? 1.0f : 0.0f,
+                               dx + (size_t)n * xd.c * HW + (size_t)r0 * W, (int)HW);
+            if (!rc)
+                rc = par_sgemm(c, CblasNoTrans, CblasTrans, xd.c, (int)M, (int)P, 1.0f,
+                               xn + (size_t)r0 * W, (int)HW, c->work, (int)P, 1.0f, dw, (int)M);
+            if (rc)
+                return rc;
         }
     }
     return pnx_cpu_bias_grad(be, dy, xd.n, cout, 4 * HW, db);
