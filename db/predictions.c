@@ -21,6 +21,7 @@ struct pnx_db_predictions_writer {
     pnx_db *db;
     int64_t run_id;
     int commit_every;
+    int in_tx;               /* a batch transaction is open */
     int pending;             /* rows in the open transaction */
     int64_t committed;
     sqlite3_stmt *insert;
@@ -99,6 +100,17 @@ static int bind_row(sqlite3_stmt *st, int64_t run_id, const pnx_prediction_row *
     return rc;
 }
 
+int pnx_db_predictions_begin(pnx_db_predictions_writer *w)
+{
+    if (w->in_tx)
+        return 0;
+    int rc = pnx_db_begin(w->db);
+    if (rc)
+        return pnx_fail_prefix(rc, "predictions: begin");
+    w->in_tx = 1;
+    return 0;
+}
+
 int pnx_db_prediction_put(pnx_db_predictions_writer *w, const pnx_prediction_row *row)
 {
     if (!row || !row->sop_instance_uid || !row->sop_instance_uid[0])
@@ -106,9 +118,9 @@ int pnx_db_prediction_put(pnx_db_predictions_writer *w, const pnx_prediction_row
     if (row->ok && !row->mask_rle)
         return pnx_fail(PNX_EINVAL, "predictions row for %s: an ok row needs its mask RLE",
                         row->sop_instance_uid);
-    int rc;
-    if (w->pending == 0 && (rc = pnx_db_begin(w->db)))
-        return pnx_fail_prefix(rc, "predictions: begin");
+    int rc = pnx_db_predictions_begin(w);
+    if (rc)
+        return rc;
     rc = bind_row(w->insert, w->run_id, row);
     if (!rc && sqlite3_step(w->insert) != SQLITE_DONE)
         rc = pnx_db_fail(w->db, "insert predictions row");
@@ -127,11 +139,12 @@ int pnx_db_prediction_put(pnx_db_predictions_writer *w, const pnx_prediction_row
 
 int pnx_db_predictions_flush(pnx_db_predictions_writer *w)
 {
-    if (!w || w->pending == 0)
+    if (!w || !w->in_tx)
         return 0;
     int rc = pnx_db_commit(w->db);
     if (rc)
         return pnx_fail_prefix(rc, "predictions: commit");
+    w->in_tx = 0;
     w->committed += w->pending;
     w->pending = 0;
     return 0;
@@ -146,7 +159,7 @@ void pnx_db_predictions_writer_close(pnx_db_predictions_writer *w)
 {
     if (!w)
         return;
-    if (w->pending > 0)
+    if (w->in_tx)
         pnx_db_rollback(w->db);
     sqlite3_finalize(w->insert);
     free(w);

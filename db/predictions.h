@@ -49,6 +49,10 @@ typedef struct pnx_db_predictions_writer pnx_db_predictions_writer;
 /* Prepares the insert for run_id; commit_every ≥ 1 rows per transaction. */
 int pnx_db_predictions_writer_open(pnx_db_predictions_writer **out, pnx_db *db, int64_t run_id,
                                    int commit_every);
+/* Opens the batch's transaction now if none is open, so that the caller's
+ * other rows of the same instance (db/instances.h) commit together with its
+ * predictions row. */
+int pnx_db_predictions_begin(pnx_db_predictions_writer *w);
 /* Inserts (or replaces) a row, opening a transaction when none is open and
  * committing when commit_every rows are pending. */
 int pnx_db_prediction_put(pnx_db_predictions_writer *w, const pnx_prediction_row *row);

@@ -1,0 +1,146 @@
+/*
+ * pipeline/score_model.c — the score stage's network: loading a checkpoint
+ * on the CPU backend and batched eval-mode inference; see score_internal.h.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/safetensors.h"
+#include "common/sha256.h"
+#include "model/checkpoint.h"
+#include "model/cpu/cpu_backend.h"
+#include "pipeline/score_internal.h"
+#include "preprocess/resize.h"
+
+/* The largest training side accepted from a checkpoint's metadata. */
+#define MAX_SIDE 4096
+
+static int read_side(const char *path, uint32_t fallback, uint32_t *side, int *from_ckpt)
+{
+    pnx_st_file *f = NULL;
+    int rc = pnx_st_open(&f, path);
+    if (rc)
+        return rc;
+    const char *text = pnx_st_meta(f, PNX_SCORE_META_IMAGE_SIZE);
+    *from_ckpt = text != NULL;
+    if (text) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(text, &end, 10);
+        if (errno || end == text || *end || v < PNX_UNET_SIZE_MULTIPLE || v > MAX_SIDE ||
+            v % PNX_UNET_SIZE_MULTIPLE != 0)
+            rc = pnx_fail(PNX_EFORMAT, "%s: metadata %s = '%s' is not a side of %d..%d, "
+                                       "multiple of %d",
+                          path, PNX_SCORE_META_IMAGE_SIZE, text, PNX_UNET_SIZE_MULTIPLE, MAX_SIDE,
+                          PNX_UNET_SIZE_MULTIPLE);
+        else
+            *side = (uint32_t)v;
+    } else {
+        *side = fallback;
+    }
+    pnx_st_close(f);
+    return rc;
+}
+
+int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
+                         unsigned threads, int capacity)
+{
+    memset(sm, 0, sizeof *sm);
+    if (capacity < 1)
+        return pnx_fail(PNX_EINVAL, "batch size must be at least 1");
+    int rc = pnx_sha256_file_hex(path, sm->sha256);
+    if (rc)
+        return pnx_fail_prefix(rc, "model %s", path);
+    if ((rc = read_side(path, fallback_side, &sm->side, &sm->side_from_checkpoint)))
+        return rc;
+    if (sm->side % PNX_UNET_SIZE_MULTIPLE != 0 || sm->side == 0)
+        return pnx_fail(PNX_EINVAL, "model input side %u is not a multiple of %d", sm->side,
+                        PNX_UNET_SIZE_MULTIPLE);
+    if ((rc = pnx_backend_cpu_create(&sm->backend, threads)))
+        return rc;
+    pnx_checkpoint_info info;
+    if ((rc = pnx_checkpoint_load(&sm->net, sm->backend, path, &info))) {
+        pnx_score_model_free(sm);
+        return rc;
+    }
+    sm->base_width = info.base_width;
+    size_t per = (size_t)sm->side * sm->side;
+    sm->capacity = capacity;
+    sm->input = malloc((size_t)capacity * per * sizeof *sm->input);
+    sm->logits = malloc((size_t)capacity * per * sizeof *sm->logits);
+    sm->flipped = malloc((size_t)capacity * per * sizeof *sm->flipped);
+    if (!sm->input || !sm->logits || !sm->flipped) {
+        pnx_score_model_free(sm);
+        return pnx_fail(PNX_ENOMEM, "out of memory for a batch of %d at %u x %u", capacity,
+                        sm->side, sm->side);
+    }
+    return 0;
+}
+
+void pnx_score_model_free(pnx_score_model *sm)
+{
+    if (!sm)
+        return;
+    pnx_unet_destroy(sm->net);
+    pnx_backend_destroy(sm->backend);
+    free(sm->input);
+    free(sm->logits);
+    free(sm->flipped);
+    memset(sm, 0, sizeof *sm);
+}
+
+static void sigmoid(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+static void mirror_rows(float *v, uint32_t w, uint32_t h)
+{
+    for (uint32_t y = 0; y < h; y++) {
+        float *row = v + (size_t)y * w;
+        for (uint32_t a = 0, b = w - 1; a < b; a++, b--) {
+            float t = row[a];
+            row[a] = row[b];
+            row[b] = t;
+        }
+    }
+}
+
+int pnx_score_model_predict(pnx_score_model *sm, const pnx_image *const *images, int n,
+                            int tta_hflip, float *probs)
+{
+    if (n < 1 || n > sm->capacity)
+        return pnx_fail(PNX_EINVAL, "batch of %d images, capacity %d", n, sm->capacity);
+    const uint32_t side = sm->side;
+    const size_t per = (size_t)side * side;
+    for (int i = 0; i < n; i++) {
+        pnx_image small = {0};
+        int rc = pnx_resize_image(images[i], side, &small);
+        if (rc)
+            return rc;
+        float *dst = sm->input + (size_t)i * per;
+        for (size_t k = 0; k < per; k++)
+            dst[k] = (float)small.pixels[k] / 255.0f;
+        pnx_image_free(&small);
+    }
+    int rc = pnx_unet_forward(sm->net, sm->input, n, (int)side, (int)side, 0, sm->logits);
+    if (rc)
+        return rc;
+    sigmoid(sm->logits, probs, (size_t)n * per);
+    if (!tta_hflip)
+        return 0;
+    for (int i = 0; i < n; i++)
+        mirror_rows(sm->input + (size_t)i * per, side, side);
+    if ((rc = pnx_unet_forward(sm->net, sm->input, n, (int)side, (int)side, 0, sm->flipped)))
+        return rc;
+    sigmoid(sm->flipped, sm->flipped, (size_t)n * per);
+    for (int i = 0; i < n; i++)
+        pnx_probmap_average_hflip(probs + (size_t)i * per, sm->flipped + (size_t)i * per, side,
+                                  side);
+    return 0;
+}

@@ -1,0 +1,562 @@
+/*
+ * tests/test_score.c — `pneumoseg score` end to end on a small tree made of
+ * sample_dicom/ test images (1024 × 1024 JPEG Baseline), a file that is not
+ * DICOM and a truncated one, with a tiny random U-Net checkpoint:
+ *   - every output is written and the rows say so: each SEG read back (raw
+ *     bits) equals the mask of predictions.mask_rle, overlays and Secondary
+ *     Captures exist, the submission CSV decodes to the same masks, the bad
+ *     files are recorded (predictions error row / ingest_errors) and the
+ *     exit status is 2;
+ *   - negatives: with a threshold nothing passes, no SEG with
+ *     --seg-negative none, an empty-segment SEG with empty;
+ *   - killed with SIGKILL at two points and rerun: the resumed run equals an
+ *     uninterrupted one (masks, SEG UIDs), no duplicate rows, no temporary
+ *     files, PRAGMA integrity_check ok;
+ *   - evaluate over the scored run against a CSV of the predicted masks
+ *     gives Dice 1.
+ * Skips (77) when sample_dicom/ is not there.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/error.h"
+#include "common/image.h"
+#include "common/log.h"
+#include "model/backend.h"
+#include "model/checkpoint.h"
+#include "model/unet.h"
+#include "postprocess/seg.h"
+#include "rle/rle.h"
+
+#define N_GOOD 6
+#define SIDE "32"
+
+static char g_dir[256];
+static char g_tree[300];
+static char g_model[300];
+static char g_yaml[300];
+static char g_threshold[64] = "0.5";
+
+static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_cmd(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *path_in(const char *name)
+{
+    static char buf[8][1024];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 1024, "%s/%s", g_dir, name);
+    return p;
+}
+
+/* A random base-4 U-Net whose checkpoint says it was trained at SIDE². */
+static void write_model(const char *path)
+{
+    pnx_backend *be = NULL;
+    pnx_unet *m = NULL;
+    assert_int_equal(pnx_backend_reference_create(&be), 0);
+    assert_int_equal(pnx_unet_create(&m, be, 4), 0);
+    assert_int_equal(pnx_unet_init(m, 11), 0);
+    const char *keys[] = {"pneumoseg.image_size"};
+    const char *values[] = {SIDE};
+    pnx_checkpoint_meta meta = {.epoch = 1, .step = 1, .n_extra = 1, .extra_keys = keys,
+                                .extra_values = values};
+    assert_int_equal(pnx_checkpoint_save(m, path, &meta), 0);
+    pnx_unet_destroy(m);
+    pnx_backend_destroy(be);
+}
+
+/* A random network is not trained to find anything: a probe run gives each
+ * image's highest probability, and the threshold is put between the
+ * images' maxima so that some masks are empty and some are not. */
+static int pick_threshold(void)
+{
+    const char *db = path_in("probe.sqlite");
+    if (run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                "--no-seg --no-overlay > /dev/null",
+                PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, path_in("probe")) != 2)
+        return -1;
+    sqlite3 *s = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s, "SELECT max_probability FROM predictions WHERE status = 'ok'"
+                              " ORDER BY max_probability", -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_close(s);
+        return -1;
+    }
+    double v[N_GOOD];
+    int n = 0;
+    while (n < N_GOOD && sqlite3_step(st) == SQLITE_ROW)
+        v[n++] = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    if (n != N_GOOD || !(v[N_GOOD / 2] > v[N_GOOD / 2 - 1]))
+        return -1;
+    snprintf(g_threshold, sizeof g_threshold, "%.9g", (v[N_GOOD / 2] + v[N_GOOD / 2 - 1]) / 2);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    pnx_log_set_level(PNX_LOG_ERROR);
+    snprintf(g_dir, sizeof g_dir, "/tmp/pnx-test-score-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    snprintf(g_tree, sizeof g_tree, "%s/tree", g_dir);
+    snprintf(g_model, sizeof g_model, "%s/model.safetensors", g_dir);
+    snprintf(g_yaml, sizeof g_yaml, "%s/pipeline.yaml", g_dir);
+    /* The first N_GOOD test images, one study folder each; the next one
+     * truncated inside its pixel data; a text file named .dcm. */
+    if (run_cmd("mkdir -p '%s/bad' && cd '%s/sample_dicom/dicom-images-test' && "
+                "find . -name '*.dcm' | sort | head -%d | "
+                "while read f; do mkdir -p \"%s/$(dirname $f)\" && cp \"$f\" \"%s/$f\"; done && "
+                "f=$(find . -name '*.dcm' | sort | sed -n %dp) && "
+                "head -c 3000 \"$f\" > '%s/bad/truncated.dcm' && "
+                "echo 'not a DICOM file' > '%s/bad/note.dcm'",
+                g_tree, PNX_SOURCE_DIR, N_GOOD, g_tree, g_tree, N_GOOD + 1, g_tree, g_tree) != 0)
+        return -1;
+    write_model(g_model);
+    /* One row per transaction, so a kill lands between rows. */
+    FILE *f = fopen(g_yaml, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "output: %s/unused\nstages: [score]\ndataset:\n  image_size: 64\n"
+               "score:\n  dicom_dir: %s\n  commit_every: 1\n  overlay:\n    size: 64\n",
+            g_dir, g_tree);
+    if (fclose(f) != 0)
+        return -1;
+    return pick_threshold();
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return run_cmd("rm -rf '%s'", g_dir) == 0 ? 0 : -1;
+}
+
+/* ---- reading the database as a client ---------------------------------------- */
+
+static sqlite3 *open_db(const char *path)
+{
+    sqlite3 *s = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(s, 5000);
+    return s;
+}
+
+static int64_t q_int(sqlite3 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int64_t q_int(sqlite3 *s, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(s));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void assert_integrity(sqlite3 *s)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(s, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+}
+
+static int count_temp_files(const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*.tmp.*' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = -1;
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* The SOP Instance UID of a DICOM file, by dcmdump (DCMTK's tool). */
+static void dicom_uid(const char *path, char *out, size_t size)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "dcmdump -q +P 0008,0018 '%s'", path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, p));
+    pclose(p);
+    char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
+    assert_non_null(b);
+    snprintf(out, size, "%.*s", (int)(b - a - 1), a + 1);
+}
+
+/* One ok predictions row, as read back. */
+typedef struct pred {
+    char uid[80];
+    char rle[1 << 16];
+    int positive;
+    int64_t mask_pixels;
+    char seg[1024], overlay[1024], sc[1024];
+    int64_t rows, columns;
+} pred;
+
+static int read_preds(sqlite3 *s, int64_t run, pred *out, int max)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql =
+        "SELECT p.sop_instance_uid, p.mask_rle, p.positive, p.mask_pixels, p.seg_path,"
+        " p.overlay_path, p.sc_path, i.rows, i.columns FROM predictions p"
+        " JOIN instances i USING (sop_instance_uid)"
+        " WHERE p.run_id = ?1 AND p.status = 'ok' ORDER BY p.sop_instance_uid";
+    assert_int_equal(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, run);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        assert_true(n < max);
+        pred *p = &out[n++];
+        memset(p, 0, sizeof *p);
+#define COPY(dst, col)                                                           \
+    snprintf(dst, sizeof dst, "%s",                                              \
+             sqlite3_column_text(st, col) ? (const char *)sqlite3_column_text(st, col) : "")
+        COPY(p->uid, 0);
+        COPY(p->rle, 1);
+        p->positive = sqlite3_column_int(st, 2);
+        p->mask_pixels = sqlite3_column_int64(st, 3);
+        COPY(p->seg, 4);
+        COPY(p->overlay, 5);
+        COPY(p->sc, 6);
+#undef COPY
+        p->rows = sqlite3_column_int64(st, 7);
+        p->columns = sqlite3_column_int64(st, 8);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void decode_rle(const pred *p, pnx_image *mask)
+{
+    assert_int_equal(pnx_image_alloc(mask, (uint32_t)p->columns, (uint32_t)p->rows), 0);
+    assert_int_equal(pnx_rle_decode(p->rle, strlen(p->rle), PNX_RLE_FMT_RELATIVE, mask, NULL), 0);
+}
+
+static int64_t count_ones(const pnx_image *m)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < pnx_image_size(m); i++)
+        n += m->pixels[i] != 0;
+    return n;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+}
+
+static int64_t latest_score_run(sqlite3 *s)
+{
+    return q_int(s, "SELECT MAX(id) FROM runs WHERE stage = 'score'");
+}
+
+/* ---- outputs and rows ---------------------------------------------------------- */
+
+static pred g_preds[N_GOOD + 2];
+
+static void test_outputs(void **state)
+{
+    (void)state;
+    const char *out = path_in("out1"), *db = path_in("out1.sqlite"), *csv = path_in("sub.csv");
+    int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                     "--workers 2 --threads 2 --batch-size 4 --sc --submission '%s' --threshold %s"
+                     " > /dev/null",
+                     PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, csv, g_threshold);
+    assert_int_equal(rc, 2); /* two bad files */
+    sqlite3 *s = open_db(db);
+    int64_t run = latest_score_run(s);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score' AND "
+                              "status = 'partial' AND n_ok = %d AND n_failed = 2 AND "
+                              "finished_at IS NOT NULL AND model_sha256 IS NOT NULL",
+                           N_GOOD),
+                     1);
+    /* The truncated file's UID is known: a predictions error row. The text
+     * file has none: an ingest_errors row of this run. */
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE status = 'error' AND "
+                              "path LIKE '%%truncated.dcm' AND error IS NOT NULL"),
+                     1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM ingest_errors WHERE run_id = %lld AND "
+                              "path LIKE '%%note.dcm'",
+                           (long long)run),
+                     1);
+    int n = read_preds(s, run, g_preds, N_GOOD + 2);
+    assert_int_equal(n, N_GOOD);
+    int positives = 0;
+    for (int i = 0; i < n; i++) {
+        pred *p = &g_preds[i];
+        assert_int_equal(p->rows, 1024);
+        pnx_image mask = {0}, seg = {0};
+        decode_rle(p, &mask);
+        assert_int_equal(count_ones(&mask), p->mask_pixels);
+        assert_int_equal(p->positive, p->mask_pixels > 0);
+        positives += p->positive;
+        /* The SEG holds exactly the mask. */
+        assert_true(file_exists(p->seg));
+        assert_int_equal(pnx_seg_read_mask(p->seg, &seg), 0);
+        assert_int_equal(seg.width, mask.width);
+        assert_int_equal(seg.height, mask.height);
+        assert_memory_equal(seg.pixels, mask.pixels, pnx_image_size(&mask));
+        assert_true(file_exists(p->overlay));
+        assert_true(file_exists(p->sc));
+        assert_non_null(strstr(p->seg, out));
+        pnx_image_free(&mask);
+        pnx_image_free(&seg);
+    }
+    assert_true(positives > 0 && positives < n);
+    /* The submission CSV: one row per scored image, the same masks. */
+    pnx_rle_index *index = NULL;
+    assert_int_equal(pnx_rle_index_build(&index, csv), 0);
+    assert_int_equal(pnx_rle_index_count(index), N_GOOD);
+    for (int i = 0; i < n; i++) {
+        size_t at;
+        assert_int_equal(pnx_rle_index_find(index, g_preds[i].uid, &at), 0);
+        pnx_image a = {0}, b = {0};
+        decode_rle(&g_preds[i], &a);
+        assert_int_equal(pnx_image_alloc(&b, a.width, a.height), 0);
+        assert_int_equal(pnx_rle_index_decode(index, at, PNX_RLE_FMT_RELATIVE, &b), 0);
+        assert_memory_equal(a.pixels, b.pixels, pnx_image_size(&a));
+        pnx_image_free(&a);
+        pnx_image_free(&b);
+    }
+    pnx_rle_index_free(index);
+    assert_int_equal(count_temp_files(out), 0);
+    assert_integrity(s);
+    sqlite3_close(s);
+
+    /* Evaluate against the submission as truth: every Dice is 1. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' evaluate -q --config '%s' --db '%s' --rle-csv '%s' --json",
+             PNX_PNEUMOSEG, g_yaml, db, csv);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char json[8192] = "";
+    size_t got = fread(json, 1, sizeof json - 1, p);
+    json[got] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(json, "\"mean_dice\": 1,"));
+    char expect[64];
+    snprintf(expect, sizeof expect, "\"evaluated\": %d,", N_GOOD);
+    assert_non_null(strstr(json, expect));
+}
+
+/* Nothing passes a threshold of 1: negatives with and without SEG. */
+static void test_negatives(void **state)
+{
+    (void)state;
+    const char *db = path_in("neg.sqlite");
+    for (int none = 0; none <= 1; none++) {
+        const char *out = path_in(none ? "neg-none" : "neg-empty");
+        int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                         "--threshold 1 --seg-negative %s --no-overlay --workers 1 > /dev/null",
+                         PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out,
+                         none ? "none" : "empty");
+        assert_int_equal(rc, 2);
+        sqlite3 *s = open_db(db);
+        int64_t run = latest_score_run(s);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE run_id = %lld AND "
+                                  "status = 'ok' AND positive = 0 AND mask_pixels = 0 AND "
+                                  "mask_rle = '-1' AND overlay_path IS NULL",
+                               (long long)run),
+                         N_GOOD);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE run_id = %lld AND "
+                                  "seg_path IS NOT NULL",
+                               (long long)run),
+                         none ? 0 : N_GOOD);
+        if (!none) {
+            /* An explicit negative: a SEG whose one segment is empty. */
+            pred *p = calloc(N_GOOD + 2, sizeof *p);
+            assert_non_null(p);
+            assert_int_equal(read_preds(s, run, p, N_GOOD + 2), N_GOOD);
+            pnx_image seg = {0};
+            assert_int_equal(pnx_seg_read_mask(p[0].seg, &seg), 0);
+            assert_int_equal(seg.width, 1024);
+            assert_int_equal(count_ones(&seg), 0);
+            pnx_image_free(&seg);
+            free(p);
+        }
+        sqlite3_close(s);
+    }
+    /* The settings differ, so the two runs are two runs. */
+    sqlite3 *s = open_db(db);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score'"), 2);
+    sqlite3_close(s);
+}
+
+/* ---- kill and resume ---------------------------------------------------------- */
+
+static pid_t start_scorer(const char *db, const char *out)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl(PNX_PNEUMOSEG, PNX_PNEUMOSEG, "score", g_tree, "--config", g_yaml, "--model",
+              g_model, "--db", db, "--out", out, "-q", "--workers", "1", "--threads", "1",
+              "--batch-size", "1", "--threshold", g_threshold, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+}
+
+static int64_t rows_now(const char *db)
+{
+    sqlite3 *s = NULL;
+    if (sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(s);
+        return 0;
+    }
+    sqlite3_busy_timeout(s, 1000);
+    sqlite3_stmt *st = NULL;
+    int64_t n = 0;
+    if (sqlite3_prepare_v2(s, "SELECT COUNT(*) FROM predictions", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return n;
+}
+
+/* Runs the scorer and SIGKILLs it (and its decode workers) once it has
+ * committed at least `rows` predictions rows; returns the rows at the kill. */
+static int64_t kill_after(const char *db, const char *out, int64_t rows)
+{
+    pid_t pid = start_scorer(db, out);
+    int64_t n = 0;
+    struct timespec nap = {0, 2 * 1000 * 1000};
+    for (int i = 0; i < 30000; i++) {
+        n = rows_now(db);
+        if (n >= rows)
+            break;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            fail_msg("the scorer finished before it could be killed (%lld rows)", (long long)n);
+        nanosleep(&nap, NULL);
+    }
+    kill(-pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    return n;
+}
+
+static void test_kill_and_resume(void **state)
+{
+    (void)state;
+    const char *db = path_in("kill.sqlite"), *out = path_in("kill-out");
+    int64_t at1 = kill_after(db, out, 1);
+    assert_true(at1 >= 1 && at1 < N_GOOD + 1);
+    int64_t at2 = kill_after(db, out, at1 + 2);
+    assert_true(at2 > at1 && at2 < N_GOOD + 1);
+    /* The third time it finishes, in the same run. */
+    int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                     "--workers 1 --threads 1 --batch-size 1 --threshold %s > /dev/null",
+                     PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, g_threshold);
+    assert_int_equal(rc, 2);
+    sqlite3 *s = open_db(db);
+    assert_integrity(s);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score'"), 1);
+    int64_t run = latest_score_run(s);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE id = %lld AND status = 'partial'",
+                           (long long)run),
+                     1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions"), N_GOOD + 1);
+    assert_int_equal(q_int(s, "SELECT COUNT(DISTINCT sop_instance_uid) FROM predictions"),
+                     N_GOOD + 1);
+    assert_int_equal(count_temp_files(out), 0);
+
+    /* Equal to the uninterrupted run of test_outputs (same model and
+     * settings but the Secondary Capture and submission, which the UIDs do
+     * not depend on). */
+    pred *resumed = calloc(N_GOOD + 2, sizeof *resumed);
+    assert_non_null(resumed);
+    int n = read_preds(s, run, resumed, N_GOOD + 2);
+    assert_int_equal(n, N_GOOD);
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(resumed[i].uid, g_preds[i].uid);
+        assert_string_equal(resumed[i].rle, g_preds[i].rle);
+        assert_int_equal(resumed[i].positive, g_preds[i].positive);
+        char a[80], b[80];
+        dicom_uid(resumed[i].seg, a, sizeof a);
+        dicom_uid(g_preds[i].seg, b, sizeof b);
+        assert_string_equal(a, b);
+        pnx_image m = {0}, seg = {0};
+        decode_rle(&resumed[i], &m);
+        assert_int_equal(pnx_seg_read_mask(resumed[i].seg, &seg), 0);
+        assert_memory_equal(seg.pixels, m.pixels, pnx_image_size(&m));
+        pnx_image_free(&m);
+        pnx_image_free(&seg);
+    }
+    free(resumed);
+    sqlite3_close(s);
+
+    /* A finished run is not resumed: the same command makes a new run. */
+    rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                 "--workers 1 --no-seg --no-overlay --threshold %s > /dev/null",
+                 PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, g_threshold);
+    assert_int_equal(rc, 2);
+    s = open_db(db);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score'"), 2);
+    /* --resume of a run with other settings is refused. */
+    sqlite3_close(s);
+    rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                 "--resume %lld --threshold 0.9 2>/dev/null",
+                 PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, (long long)run);
+    assert_int_equal(rc, 1);
+}
+
+int main(void)
+{
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/sample_dicom/dicom-images-test", PNX_SOURCE_DIR);
+    if (access(probe, R_OK) != 0) {
+        fprintf(stderr, "test_score: %s is missing; skipped\n", probe);
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outputs),
+        cmocka_unit_test(test_negatives),
+        cmocka_unit_test(test_kill_and_resume),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
