@@ -41,7 +41,7 @@ static void usage(FILE *out)
             "  --dicom-dir DIR        folder of DICOM files (dataset.dicom_dir)\n"
             "  --rle-csv FILE         RLE CSV, e.g. train-rle.csv (dataset.rle_csv)\n"
             "  --format FMT           relative (SIIM, default) or absolute starts\n"
-            "  --size N               training resolution in pixels (dataset.image_size)\n"
+            "  --size N               training resolution, a multiple of 16 (dataset.image_size)\n"
             "  --seed N               split seed (dataset.seed)\n"
             "  --split-ratios A,B,C   train,val,test shares adding up to 1, e.g. 0.8,0.1,0.1\n"
             "  --split-counts A,B,C   train,val,test image counts, e.g. 10675,1072,300\n"
@@ -208,7 +208,12 @@ int pnx_cmd_dataset(int argc, char **argv)
             else
                 rc = pnx_fail(PNX_EINVAL, "--format: \"%s\" is not relative or absolute", optarg);
             break;
-        case OPT_SIZE: rc = parse_int(optarg, 16, 2048, &o.size); break;
+        case OPT_SIZE:
+            rc = parse_int(optarg, 16, 2048, &o.size);
+            /* the U-Net halves the side four times */
+            if (!rc && o.size % 16 != 0)
+                rc = pnx_fail(PNX_EINVAL, "--size %lld is not a multiple of 16", o.size);
+            break;
         case OPT_SEED: rc = parse_int(optarg, 0, INT64_MAX, &o.seed); break;
         case OPT_WORKERS: rc = parse_int(optarg, 0, 1024, &o.workers); break;
         case OPT_SPLIT_RATIOS:
