@@ -13,3 +13,9 @@ if(TARGET pneumoseg AND TARGET pnx_model AND TARGET pnx_postprocess AND TARGET p
   target_compile_definitions(test_score PRIVATE PNX_PNEUMOSEG="$<TARGET_FILE:pneumoseg>")
   add_dependencies(test_score pneumoseg)
 endif()
+# The network wrapper of the score stage (side from metadata, batching, TTA).
+if(TARGET pnx_model AND TARGET pnx_preprocess AND TARGET pnx_postprocess)
+  pnx_add_test(NAME test_score_model
+    SOURCES test_score_model.c ${PROJECT_SOURCE_DIR}/pipeline/score_model.c
+    LIBS pnx_model pnx_preprocess pnx_postprocess pnx_common ${M_LIBRARY})
+endif()
