@@ -6,6 +6,8 @@
  */
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dctk.h"
+#include "dcmtk/dcmdata/dcpixseq.h"
+#include "dcmtk/dcmdata/dcpxitem.h"
 #include "dcmtk/dcmdata/dcrledrg.h"
 #include "dcmtk/dcmjpeg/djdecode.h"
 #include "dcmtk/dcmjpls/djdecode.h"
@@ -23,6 +25,7 @@ extern "C" {
 #include "ingest/dcmtk_adapter.h"
 #include "ingest/grayscale.h"
 #include "ingest/ingest.h"
+#include "ingest/jpeg_turbo.h"
 #include "ingest/syntax.h"
 }
 
@@ -205,6 +208,51 @@ int check_header(DcmDataset *ds, const pnx_ingest_limits *lim, const pnx_dicom_m
     return PNX_INGEST_OK;
 }
 
+/* JPEG Baseline, one 8-bit frame: libjpeg-turbo on the fragments as they
+ * are in the file. Returns true when it produced the image; false leaves
+ * the work to DCMTK (any doubt about the stream, or no libturbojpeg). */
+bool decode_jpeg_baseline_fast(DcmElement *elem, const pnx_dicom_meta *m, pnx_image *image)
+{
+    if (!pnx_jpeg_turbo_available() || !pnx_transfer_syntax_is_jpeg_baseline(m->transfer_syntax) ||
+        m->bits_allocated != 8 || m->bits_stored != 8 || m->samples_per_pixel != 1 ||
+        m->frames != 1 || elem->ident() != EVR_PixelData)
+        return false;
+    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, elem);
+    DcmPixelSequence *seq = NULL;
+    E_TransferSyntax xfer = DcmXfer(m->transfer_syntax).getXfer();
+    if (pd->getEncapsulatedRepresentation(xfer, NULL, seq).bad() || !seq || seq->card() < 2)
+        return false;
+    /* Item 0 is the offset table; the frame is the rest, in order. */
+    OFVector<Uint8> joined;
+    const Uint8 *stream = NULL;
+    size_t len = 0;
+    for (unsigned long i = 1; i < seq->card(); i++) {
+        DcmPixelItem *item = NULL;
+        Uint8 *bytes = NULL;
+        if (seq->getItem(item, i).bad() || !item || item->getUint8Array(bytes).bad() || !bytes)
+            return false;
+        size_t n = item->getLength();
+        if (seq->card() == 2) {
+            stream = bytes;
+            len = n;
+        } else {
+            joined.insert(joined.end(), bytes, bytes + n);
+        }
+    }
+    if (!stream) {
+        stream = joined.data();
+        len = joined.size();
+    }
+    if (pnx_image_alloc(image, m->columns, m->rows) != 0)
+        return false;
+    if (pnx_jpeg_turbo_decode_gray(stream, len, m->columns, m->rows, image->pixels) != 0 ||
+        pnx_gray8_from_samples(image->pixels, pnx_image_size(image), 1, m, image->pixels) != 0) {
+        pnx_image_free(image);
+        return false;
+    }
+    return true;
+}
+
 int decode_pixels(DcmDataset *ds, const pnx_dicom_meta *m, pnx_image *image, char *err,
                   size_t errlen)
 {
@@ -214,6 +262,9 @@ int decode_pixels(DcmDataset *ds, const pnx_dicom_meta *m, pnx_image *image, cha
     const size_t bytes_per_sample = (size_t)m->bits_allocated / 8;
     const size_t count = (size_t)m->rows * m->columns;
     const size_t needed = count * bytes_per_sample;
+
+    if (decode_jpeg_baseline_fast(elem, m, image))
+        return PNX_INGEST_OK;
 
     DcmXfer xfer(ds->getOriginalXfer());
     if (xfer.isEncapsulated()) {

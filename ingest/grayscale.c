@@ -95,6 +95,15 @@ int pnx_gray8_from_samples(const void *samples, size_t count, int bytes_per_samp
         return pnx_fail(PNX_EFORMAT, "Rescale Slope/Intercept %g/%g unusable", m->rescale_slope,
                         m->rescale_intercept);
 
+    const int invert = strcmp(m->photometric, "MONOCHROME1") == 0;
+    enum voi_mode mode = choose_mode(m);
+    if (mode == VOI_IDENTITY && !invert && bytes_per_sample == 1 && m->high_bit == 7) {
+        /* The SIIM case: the stored bytes are the picture. */
+        if (out != samples)
+            memcpy(out, samples, count);
+        return 0;
+    }
+
     const size_t nraw = (size_t)1 << (8 * bytes_per_sample);
     const uint8_t *s8 = samples;
     const uint16_t *s16 = samples;
@@ -102,7 +111,6 @@ int pnx_gray8_from_samples(const void *samples, size_t count, int bytes_per_samp
     if (!lut)
         return pnx_fail(PNX_ENOMEM, "grayscale lookup table");
 
-    enum voi_mode mode = choose_mode(m);
     double lo = 0.0, hi = 0.0;
     if (mode == VOI_MINMAX) {
         uint8_t *seen = calloc(nraw, 1);
@@ -130,7 +138,6 @@ int pnx_gray8_from_samples(const void *samples, size_t count, int bytes_per_samp
         free(seen);
     }
 
-    const int invert = strcmp(m->photometric, "MONOCHROME1") == 0;
     for (size_t r = 0; r < nraw; r++) {
         uint8_t y;
         switch (mode) {

@@ -19,7 +19,8 @@ extern "C" {
 /* samples: count values of bytes_per_sample (1 or 2) bytes each, in host
  * byte order, as stored (bits outside Bits Stored / High Bit are ignored).
  * meta supplies bits_stored, high_bit, pixel_representation, rescale,
- * window and photometric. out receives count bytes. Returns 0, or
+ * window and photometric. out receives count bytes; out may be samples
+ * itself for 1-byte samples (the mapping is in place then). Returns 0, or
  * PNX_EFORMAT when the bit layout in meta is inconsistent. */
 int pnx_gray8_from_samples(const void *samples, size_t count, int bytes_per_sample,
                            const pnx_dicom_meta *meta, uint8_t *out);
