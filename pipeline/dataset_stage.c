@@ -43,8 +43,7 @@ typedef struct image_entry {
     char uid[PNX_UID_MAX];
     char patient_id[PNX_LO_MAX];
     uint32_t width, height;
-    size_t csv;                     /* index in the RLE index, when has_csv */
-    int has_csv;
+    size_t csv;                     /* index in the RLE index, when usable */
     int usable;                     /* matched with a mask that fits */
     int positive;
     int split;                      /* PNX_SPLIT_… */
@@ -265,7 +264,6 @@ static int join(stage *s)
             s->rep->images_without_csv++;
             continue;
         }
-        e->has_csv = 1;
         csv_image *c = &s->csv_images[e->csv];
         c->matched = 1;
         c->width = e->width;
