@@ -18,148 +18,16 @@
 #include "model/checkpoint.h"
 #include "model/cpu/cpu_backend.h"
 #include "model/unet.h"
+#include "pipeline/train_curve.h"
+#include "pipeline/train_streams.h"
 #include "preprocess/augment.h"
 #include "preprocess/cache.h"
-
-/* RNG stream tags: each (purpose, epoch, position) has its own stream, so
- * nothing depends on how many numbers an earlier epoch drew. */
-#define STREAM_AUGMENT 0ull /* | epoch << 32 | position */
-#define STREAM_ORDER (1ull << 62)
-#define STREAM_POSITIVES (2ull << 62)
-#define STREAM_NEGATIVES (3ull << 62)
-#define MAX_EPOCH_FOR_STREAMS ((1ll << 30) - 1)
 
 /* Checkpoint metadata written by this stage (beside model/checkpoint.h's). */
 #define META_RUN_ID "pneumoseg.run_id"
 #define META_BEST_DICE "pneumoseg.best_val_dice"
 #define META_BEST_EPOCH "pneumoseg.best_epoch"
 #define N_SETTINGS 12
-
-/* ---- validation metrics ------------------------------------------------------- */
-
-void pnx_val_metrics_add(pnx_val_metrics *vm, const float *logits, const float *target,
-                         size_t pixels)
-{
-    int64_t tp = 0, fp = 0, fn = 0;
-    for (size_t i = 0; i < pixels; i++) {
-        int pred = logits[i] > 0.0f; /* sigmoid(logit) > PNX_TRAIN_THRESHOLD */
-        int truth = target[i] > 0.5f;
-        tp += pred && truth;
-        fp += pred && !truth;
-        fn += !pred && truth;
-    }
-    double dice = tp + fp + fn == 0 ? 1.0 : 2.0 * (double)tp / (double)(2 * tp + fp + fn);
-    vm->images++;
-    vm->dice_sum += dice;
-    if (tp + fn > 0) {
-        vm->positives++;
-        vm->dice_positive_sum += dice;
-        vm->recall_sum += (double)tp / (double)(tp + fn);
-    }
-}
-
-double pnx_val_metrics_dice(const pnx_val_metrics *vm)
-{
-    return vm->images ? vm->dice_sum / (double)vm->images : NAN;
-}
-
-double pnx_val_metrics_dice_positive(const pnx_val_metrics *vm)
-{
-    return vm->positives ? vm->dice_positive_sum / (double)vm->positives : NAN;
-}
-
-double pnx_val_metrics_recall(const pnx_val_metrics *vm)
-{
-    return vm->positives ? vm->recall_sum / (double)vm->positives : NAN;
-}
-
-double pnx_val_metrics_loss(const pnx_val_metrics *vm)
-{
-    return vm->images ? vm->loss_sum / (double)vm->images : NAN;
-}
-
-/* ---- sampling ------------------------------------------------------------------ */
-
-/* count items of one class into out, cycling through its n_members members:
- * in order, or in a fresh permutation per cycle (scratch holds n_members). */
-static void fill_from_class(const uint32_t *members, uint32_t n_members, uint32_t count,
-                            int shuffle, uint64_t seed, uint64_t stream, uint32_t *scratch,
-                            uint32_t *out)
-{
-    pnx_rng rng;
-    pnx_rng_seed(&rng, seed, stream);
-    for (uint32_t i = 0; i < count; i += n_members) {
-        uint32_t len = count - i < n_members ? count - i : n_members;
-        memcpy(scratch, members, (size_t)n_members * sizeof *scratch);
-        if (shuffle)
-            pnx_rng_shuffle_u32(&rng, scratch, n_members);
-        memcpy(out + i, scratch, (size_t)len * sizeof *out);
-    }
-}
-
-int pnx_train_epoch_order(const uint8_t *positive, uint32_t n, double positive_fraction,
-                          int shuffle, uint64_t seed, int64_t epoch, uint32_t *order)
-{
-    if (!order || (n > 0 && !positive) || epoch < 1 || epoch > MAX_EPOCH_FOR_STREAMS ||
-        !(positive_fraction >= 0.0 && positive_fraction <= 1.0))
-        return pnx_fail(PNX_EINVAL, "epoch order: bad arguments (epoch %lld, fraction %g)",
-                        (long long)epoch, positive_fraction);
-    uint32_t n_pos = 0;
-    for (uint32_t i = 0; i < n; i++)
-        n_pos += positive[i] != 0;
-    uint32_t n_neg = n - n_pos;
-    if (positive_fraction == 0.0 || n_pos == 0 || n_neg == 0) {
-        for (uint32_t i = 0; i < n; i++)
-            order[i] = i;
-        if (shuffle) {
-            pnx_rng rng;
-            pnx_rng_seed(&rng, seed, STREAM_ORDER | (uint64_t)epoch);
-            pnx_rng_shuffle_u32(&rng, order, n);
-        }
-        return PNX_OK;
-    }
-
-    uint32_t want_pos = (uint32_t)llround(positive_fraction * (double)n);
-    uint32_t *members = malloc((size_t)n * sizeof *members);
-    uint32_t *picked = malloc((size_t)n * sizeof *picked);
-    uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
-    if (!members || !picked || !scratch) {
-        free(members);
-        free(picked);
-        free(scratch);
-        return pnx_fail(PNX_ENOMEM, "out of memory for the epoch order");
-    }
-    uint32_t *pos_members = members, *neg_members = members + n_pos;
-    for (uint32_t i = 0, a = 0, b = 0; i < n; i++) {
-        if (positive[i])
-            pos_members[a++] = i;
-        else
-            neg_members[b++] = i;
-    }
-    uint32_t *pos_picked = picked, *neg_picked = picked + want_pos;
-    fill_from_class(pos_members, n_pos, want_pos, shuffle, seed,
-                    STREAM_POSITIVES | (uint64_t)epoch, scratch, pos_picked);
-    fill_from_class(neg_members, n_neg, n - want_pos, shuffle, seed,
-                    STREAM_NEGATIVES | (uint64_t)epoch, scratch, neg_picked);
-    if (shuffle) {
-        memcpy(order, picked, (size_t)n * sizeof *order);
-        pnx_rng rng;
-        pnx_rng_seed(&rng, seed, STREAM_ORDER | (uint64_t)epoch);
-        pnx_rng_shuffle_u32(&rng, order, n);
-    } else {
-        /* Slot i is positive when the running share of positives steps up
-         * there, so the two classes are spread evenly. */
-        uint32_t a = 0, b = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t before = (uint64_t)i * want_pos / n, after = (uint64_t)(i + 1) * want_pos / n;
-            order[i] = after > before ? pos_picked[a++] : neg_picked[b++];
-        }
-    }
-    free(members);
-    free(picked);
-    free(scratch);
-    return PNX_OK;
-}
 
 /* ---- the trainer --------------------------------------------------------------- */
 
@@ -184,6 +52,7 @@ struct pnx_trainer {
     float *masks;   /* (batch, 1, side, side) */
     float *logits;  /* (batch, 1, side, side) */
     uint32_t *order; /* n_train */
+    pnx_train_curve curve; /* every epoch so far, resumed ones included */
 };
 
 static double now_s(void)
@@ -359,6 +228,9 @@ static int read_resume_metadata(pnx_trainer *t, const char *path)
         t->best_val_dice = best;
         t->best_epoch = best_epoch;
     }
+    const char *history = pnx_st_meta(f, PNX_TRAIN_CURVE_META);
+    if (history && pnx_train_curve_parse(&t->curve, history))
+        pnx_log_warn("%s: %s; the training curve starts afresh", path, pnx_errmsg());
     settings_text now;
     settings_of(t, &now);
     for (int i = 0; i < now.n; i++) {
@@ -462,8 +334,8 @@ static int check_config(const pnx_train_config *cfg)
 {
     if (!cfg->cache_dir || !cfg->model)
         return pnx_fail(PNX_EINVAL, "train: cache_dir and model paths must be set");
-    if (cfg->epochs < 1 || cfg->epochs > MAX_EPOCH_FOR_STREAMS)
-        return pnx_fail(PNX_EINVAL, "train.epochs must be 1..%lld", MAX_EPOCH_FOR_STREAMS);
+    if (cfg->epochs < 1 || cfg->epochs > PNX_TRAIN_MAX_EPOCH)
+        return pnx_fail(PNX_EINVAL, "train.epochs must be 1..%lld", PNX_TRAIN_MAX_EPOCH);
     if (cfg->batch_size < 1 || cfg->batch_size > 4096)
         return pnx_fail(PNX_EINVAL, "train.batch_size must be 1..4096, got %d", cfg->batch_size);
     if (cfg->checkpoint_every < 1)
@@ -535,6 +407,7 @@ void pnx_trainer_close(pnx_trainer *t)
     free(t->masks);
     free(t->logits);
     free(t->order);
+    pnx_train_curve_free(&t->curve);
     free(t);
 }
 
@@ -553,15 +426,17 @@ int64_t pnx_trainer_next_epoch(const pnx_trainer *t)
     return t->next_epoch;
 }
 
-char *pnx_train_best_path(const char *model_path)
+char *pnx_train_sibling_path(const char *model_path, const char *suffix)
 {
-    static const char ext[] = ".safetensors", best[] = ".best";
+    static const char ext[] = ".safetensors";
     size_t len = strlen(model_path), ext_len = strlen(ext);
     size_t stem = len >= ext_len && strcmp(model_path + len - ext_len, ext) == 0 ? len - ext_len
                                                                                  : len;
-    char *p = malloc(stem + strlen(best) + ext_len + 1);
-    if (p)
-        sprintf(p, "%.*s%s%s", (int)stem, model_path, best, ext);
+    char *p = malloc(stem + strlen(suffix) + 1);
+    if (p) {
+        memcpy(p, model_path, stem);
+        strcpy(p + stem, suffix);
+    }
     return p;
 }
 
@@ -579,7 +454,7 @@ static int fill_batch(pnx_trainer *t, int64_t epoch, uint32_t first, int n)
         if (t->cfg->augment.enabled) {
             pnx_rng rng;
             pnx_rng_seed(&rng, (uint64_t)t->cfg->seed,
-                         STREAM_AUGMENT | (uint64_t)epoch << 32 | position);
+                         PNX_TRAIN_STREAM_AUGMENT | (uint64_t)epoch << 32 | position);
             int rc = pnx_augment_draw(&t->augment, t->side, t->side, &rng, &tr);
             if (rc)
                 return rc;
@@ -705,8 +580,8 @@ static int save_checkpoint(pnx_trainer *t, const char *path, int64_t epoch, int6
 {
     settings_text s;
     settings_of(t, &s);
-    const char *keys[N_SETTINGS + 3];
-    const char *values[N_SETTINGS + 3];
+    const char *keys[N_SETTINGS + 4];
+    const char *values[N_SETTINGS + 4];
     char run_text[32], best_text[40], best_epoch_text[32];
     size_t n = 0;
     for (int i = 0; i < s.n; i++) {
@@ -726,6 +601,12 @@ static int save_checkpoint(pnx_trainer *t, const char *path, int64_t epoch, int6
         keys[n] = META_BEST_EPOCH;
         values[n++] = best_epoch_text;
     }
+    char *history = NULL;
+    int rc = pnx_train_curve_format(&t->curve, &history);
+    if (rc)
+        return rc;
+    keys[n] = PNX_TRAIN_CURVE_META;
+    values[n++] = history;
     pnx_checkpoint_meta meta = {
         .epoch = epoch,
         .step = pnx_unet_adam_steps(t->model),
@@ -734,9 +615,10 @@ static int save_checkpoint(pnx_trainer *t, const char *path, int64_t epoch, int6
         .extra_keys = keys,
         .extra_values = values,
     };
-    int rc = ensure_parent_folder(path);
+    rc = ensure_parent_folder(path);
     if (!rc)
         rc = pnx_checkpoint_save(t->model, path, &meta);
+    free(history);
     return rc ? pnx_fail_prefix(rc, "writing checkpoint %s", path) : PNX_OK;
 }
 
@@ -767,9 +649,13 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
     pnx_adam_hparams adam = PNX_ADAM_DEFAULTS;
     adam.lr = cfg->learning_rate;
     adam.weight_decay = cfg->weight_decay;
-    char *best_path = pnx_train_best_path(cfg->model);
-    if (!best_path)
+    char *best_path = pnx_train_sibling_path(cfg->model, PNX_TRAIN_BEST_SUFFIX);
+    char *curve_path = pnx_train_sibling_path(cfg->model, PNX_TRAIN_CURVE_SUFFIX);
+    if (!best_path || !curve_path) {
+        free(best_path);
+        free(curve_path);
         return pnx_fail(PNX_ENOMEM, "out of memory");
+    }
     int rc = PNX_OK;
     for (int64_t epoch = t->next_epoch; !rc && epoch <= cfg->epochs; epoch++) {
         double t0 = now_s();
@@ -793,6 +679,11 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
             .learning_rate = cfg->learning_rate,
             .images_per_s = train_s > 0 ? (double)tot.images / train_s : NAN,
         };
+        pnx_train_curve_point point = {epoch, row.train_loss, row.val_loss, row.val_dice};
+        if ((rc = pnx_train_curve_add(&t->curve, &point)) ||
+            (rc = ensure_parent_folder(curve_path)) ||
+            (rc = pnx_train_curve_write_svg(&t->curve, curve_path)))
+            break;
         if (!isnan(row.val_dice) && (isnan(t->best_val_dice) || row.val_dice > t->best_val_dice)) {
             t->best_val_dice = row.val_dice;
             t->best_epoch = epoch;
@@ -826,5 +717,6 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
     if (!rc && file_exists(cfg->model))
         rc = pnx_sha256_file_hex(cfg->model, sum->model_sha256);
     free(best_path);
+    free(curve_path);
     return rc;
 }

@@ -94,10 +94,15 @@ int64_t pnx_trainer_next_epoch(const pnx_trainer *t);
 /* Trains up to cfg->epochs, validating each epoch, inserting train_epochs
  * rows under run_id (db may be NULL: no rows), writing checkpoints to
  * cfg->model every checkpoint_every epochs and after the last, and
- * <model stem>.best.safetensors when validation Dice improves. */
+ * <model stem>.best.safetensors when validation Dice improves, and the
+ * training curve <model stem>.curve.svg after every epoch. */
 int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summary *summary);
 
-/* The best-Dice checkpoint's path for a model path (malloc'd). */
-char *pnx_train_best_path(const char *model_path);
+/* Files written beside the checkpoint: "<model stem><suffix>", the stem
+ * being the model path without ".safetensors" (malloc'd; NULL when out of
+ * memory). */
+#define PNX_TRAIN_BEST_SUFFIX ".best.safetensors"
+#define PNX_TRAIN_CURVE_SUFFIX ".curve.svg"
+char *pnx_train_sibling_path(const char *model_path, const char *suffix);
 
 #endif

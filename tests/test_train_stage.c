@@ -27,6 +27,7 @@
 #include "db/db.h"
 #include "db/train.h"
 #include "pipeline/config.h"
+#include "pipeline/train_curve.h"
 #include "pipeline/train_stage.h"
 #include "preprocess/cache.h"
 
@@ -312,7 +313,7 @@ static void test_epoch_rows(void **state)
     pnx_db_close(db);
 
     /* Checkpoints after epochs 2 and 3 (the last) only. */
-    char *best = pnx_train_best_path(model);
+    char *best = pnx_train_sibling_path(model, PNX_TRAIN_BEST_SUFFIX);
     assert_non_null(best);
     assert_non_null(strstr(best, "m.best.safetensors"));
     assert_int_equal(access(best, F_OK), 0);
@@ -322,7 +323,16 @@ static void test_epoch_rows(void **state)
     assert_string_equal(pnx_st_meta(f, "pneumoseg.step"), "9");
     assert_string_equal(pnx_st_meta(f, "pneumoseg.train.batch_size"), "4");
     assert_non_null(pnx_st_find(f, "optimizer.exp_avg.enc1_1.0.weight"));
+    pnx_train_curve curve = {0};
+    assert_int_equal(pnx_train_curve_parse(&curve, pnx_st_meta(f, PNX_TRAIN_CURVE_META)), 0);
+    assert_int_equal(curve.n, 3);
+    assert_true(curve.points[2].epoch == 3 && fabs(curve.points[2].val_dice - sum.val_dice) < 1e-8);
+    pnx_train_curve_free(&curve);
     pnx_st_close(f);
+    char *svg = pnx_train_sibling_path(model, PNX_TRAIN_CURVE_SUFFIX);
+    assert_non_null(svg);
+    assert_int_equal(access(svg, F_OK), 0);
+    free(svg);
     free(best);
     free(caches);
     free(model);
@@ -466,6 +476,54 @@ static void test_epoch_order(void **state)
     assert_int_equal(pnx_train_epoch_order(positive, N, 0.5, 0, 3, 0, a), PNX_EINVAL);
 }
 
+static void test_curve(void **state)
+{
+    (void)state;
+    pnx_train_curve c = {0};
+    pnx_train_curve_point p1 = {1, 1.0 / 3.0, NAN, 0.25}, p2 = {2, 0.5, 0.75, 1e-7};
+    assert_int_equal(pnx_train_curve_add(&c, &p1), 0);
+    assert_int_equal(pnx_train_curve_add(&c, &p2), 0);
+    assert_int_equal(pnx_train_curve_add(&c, &p1), PNX_EINVAL); /* epochs increase */
+    char *text = NULL, *again = NULL;
+    assert_int_equal(pnx_train_curve_format(&c, &text), 0);
+    assert_string_equal(text, "1,0.333333333,nan,0.25;2,0.5,0.75,1e-07");
+    pnx_train_curve back = {0};
+    assert_int_equal(pnx_train_curve_parse(&back, text), 0);
+    assert_int_equal(back.n, 2);
+    assert_true(isnan(back.points[0].val_loss));
+    assert_int_equal(pnx_train_curve_format(&back, &again), 0);
+    assert_string_equal(text, again);
+    const char *bad[] = {"1,2,3", "0,1,1,1", "1,1,1,1;1,1,1,1", "1,1,1,1;", "x", "1,1,1,1 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (pnx_train_curve_parse(&back, bad[i]) != PNX_EFORMAT)
+            fail_msg("'%s' was accepted", bad[i]);
+    assert_int_equal(back.n, 2); /* a refused text leaves the curve as it was */
+    assert_int_equal(pnx_train_curve_parse(&back, ""), 0);
+    assert_int_equal(back.n, 0);
+
+    char *svg = in_work("curve.svg");
+    assert_int_equal(pnx_train_curve_write_svg(&c, svg), 0);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(pnx_read_file(svg, 1 << 20, &data, &len), 0);
+    assert_non_null(strstr(data, "<svg"));
+    assert_non_null(strstr(data, "validation Dice"));
+    assert_non_null(strstr(data, "</svg>"));
+    /* A well-formed XML document, when python3 can tell. */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' '%s'"
+             " 2>/dev/null", svg);
+    if (system("python3 -c 'import xml.etree.ElementTree' 2>/dev/null") == 0)
+        assert_int_equal(system(cmd), 0);
+    free(data);
+    free(svg);
+    free(text);
+    free(again);
+    pnx_train_curve_free(&c);
+    pnx_train_curve_free(&back);
+}
+
 static void test_val_metrics(void **state)
 {
     (void)state;
@@ -496,6 +554,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_val_metrics),
+        cmocka_unit_test(test_curve),
         cmocka_unit_test(test_epoch_order),
         cmocka_unit_test(test_bad_caches),
         cmocka_unit_test(test_epoch_rows),

@@ -9,6 +9,9 @@ endif()
 if(TARGET pnx_model AND TARGET pnx_config AND TARGET pnx_db)
   pnx_add_test(NAME test_train_stage
                SOURCES test_train_stage.c ${PROJECT_SOURCE_DIR}/pipeline/train_stage.c
+                       ${PROJECT_SOURCE_DIR}/pipeline/train_sampling.c
+                       ${PROJECT_SOURCE_DIR}/pipeline/train_metrics.c
+                       ${PROJECT_SOURCE_DIR}/pipeline/train_curve.c
                LIBS pnx_config pnx_model pnx_preprocess pnx_db TIMEOUT 120)
 endif()
 # The command as a user runs it.
