@@ -149,6 +149,27 @@ static bool looks_like_rle(const char *s, size_t n)
     return n == 0 || (n == 2 && s[0] == '-' && s[1] == '1') || (s[0] >= '0' && s[0] <= '9');
 }
 
+/* Any byte below 0x20 other than a tab: eight bytes at a time (a word has
+ * a byte below 0x20 exactly when (x - 0x20…) & ~x & 0x80… is not zero),
+ * then byte by byte from the first word that may hold one. */
+static bool has_control_byte(const char *s, size_t n)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, sizeof x);
+        if ((x - 0x20 * ones) & ~x & (0x80 * ones))
+            break;
+    }
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 && ch != '\t')
+            return true;
+    }
+    return false;
+}
+
 static int row_error(const pnx_rle_reader *r, int code, const char *what)
 {
     return pnx_fail(code, "%s:%lld: %s", r->path, (long long)r->line, what);
@@ -176,19 +197,13 @@ int pnx_rle_reader_next(pnx_rle_reader *r, pnx_rle_row *row)
         if (n == 0)
             continue;
 
-        char *comma = NULL;
+        if (has_control_byte(line, n))
+            return row_error(r, PNX_EFORMAT,
+                             "control byte in line: not an RLE CSV (ImageId,EncodedPixels)");
+        char *comma = memchr(line, ',', n);
         size_t commas = 0;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char)line[i];
-            if (ch == ',') {
-                if (!comma)
-                    comma = line + i;
-                commas++;
-            } else if (ch < 0x20 && ch != '\t') {
-                return row_error(r, PNX_EFORMAT,
-                                 "control byte in line: not an RLE CSV (ImageId,EncodedPixels)");
-            }
-        }
+        if (comma)
+            commas = memchr(comma + 1, ',', n - (size_t)(comma - line) - 1) ? 2 : 1;
         if (!comma)
             return row_error(r, PNX_EFORMAT,
                              r->header_done ? "row without a comma (expected ImageId,EncodedPixels)"

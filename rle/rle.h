@@ -73,6 +73,12 @@ int pnx_rle_is_empty(const char *text, size_t len);
 int pnx_rle_decode(const char *text, size_t len, pnx_rle_fmt fmt,
                    pnx_image *mask, uint64_t *n_pixels);
 
+/* The inverse of decoding into an empty mask: checks text exactly as
+ * pnx_rle_decode does, then sets to 0 every pixel it covers (mask
+ * unchanged on failure). For reusing one mask buffer row after row without
+ * clearing all of it. */
+int pnx_rle_erase(const char *text, size_t len, pnx_rle_fmt fmt, pnx_image *mask);
+
 /* Encodes mask (any nonzero byte is foreground) into a malloc'd,
  * NUL-terminated string: "start length" pairs separated by single spaces,
  * no leading or trailing space, or "-1" when no pixel is set. The caller

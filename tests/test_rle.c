@@ -127,6 +127,10 @@ static void test_empty_and_union(void **state)
     /* pixels 0..4 in column-major: column 0 full, column 1 rows 0-1 */
     const uint8_t want[12] = {1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0};
     assert_memory_equal(m.pixels, want, 12);
+    /* Erasing one row leaves the other pixels as they were. */
+    assert_int_equal(pnx_rle_erase("0 3", 3, PNX_RLE_FMT_RELATIVE, &m), 0);
+    const uint8_t after[12] = {0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+    assert_memory_equal(m.pixels, after, 12);
     pnx_image_free(&m);
 }
 
@@ -143,6 +147,8 @@ static void expect_bad(const char *text, pnx_rle_fmt fmt, int code, const char *
         fail_msg("'%s': got %d (%s), want %d", text, rc, pnx_errmsg(), code);
     if (!strstr(pnx_errmsg(), needle))
         fail_msg("'%s': message '%s' lacks '%s'", text, pnx_errmsg(), needle);
+    assert_memory_equal(m.pixels, before, 12);
+    assert_int_equal(pnx_rle_erase(text, strlen(text), fmt, &m), code);
     assert_memory_equal(m.pixels, before, 12);
     pnx_image_free(&m);
 }
@@ -246,6 +252,12 @@ static void check_round_trip(const pnx_image *src, pnx_rle_fmt fmt)
             fail_msg("%ux%u %s: pixel %zu differs", src->width, src->height, pnx_rle_fmt_name(fmt), i);
     }
     assert_int_equal(covered, expected);
+    /* Erasing the same string gives back an all-zero mask. */
+    assert_int_equal(pnx_rle_erase(text, len, fmt, &back), 0);
+    for (size_t i = 0; i < pnx_image_size(src); i++)
+        if (back.pixels[i])
+            fail_msg("%ux%u %s: pixel %zu left after erase", src->width, src->height,
+                     pnx_rle_fmt_name(fmt), i);
     free(text);
     pnx_image_free(&back);
     pnx_image_free(&naive);
