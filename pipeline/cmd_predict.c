@@ -141,7 +141,7 @@ static int run_predict(const char *model_path, const char *input_path, const cha
     predict_job job = {0};
     const pnx_st_tensor *input = NULL;
     int rc = reference ? pnx_backend_reference_create(&be) : pnx_backend_cpu_create(&be, threads);
-    pnx_checkpoint_info info;
+    pnx_checkpoint_info info = {0};
     if (!rc)
         rc = pnx_checkpoint_load(&model, be, model_path, &info);
     if (!rc)
