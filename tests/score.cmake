@@ -8,7 +8,7 @@ endif()
 # `pneumoseg score` end to end (outputs, bad files, negatives, kill and
 # resume): needs the command with every stage module built.
 if(TARGET pneumoseg AND TARGET pnx_model AND TARGET pnx_postprocess AND TARGET pnx_ingest)
-  pnx_add_test(NAME test_score SOURCES test_score.c
+  pnx_add_test(NAME test_score SOURCES test_score.c test_ingest_gen.c
     LIBS pnx_model pnx_postprocess pnx_rle pnx_common SQLite::SQLite3 TIMEOUT 300)
   target_compile_definitions(test_score PRIVATE PNX_PNEUMOSEG="$<TARGET_FILE:pneumoseg>")
   add_dependencies(test_score pneumoseg)

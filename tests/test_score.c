@@ -1,7 +1,9 @@
 /*
  * tests/test_score.c — `pneumoseg score` end to end on a small tree made of
- * sample_dicom/ test images (1024 × 1024 JPEG Baseline), a file that is not
- * DICOM and a truncated one, with a tiny random U-Net checkpoint:
+ * sample_dicom/ test images (1024 × 1024 JPEG Baseline) and a generated
+ * 7 × 9 one, plus bad files (not DICOM, truncated, a 65535² pixel bomb,
+ * 6000 nested sequences, JPEG 2000, RGB), with a tiny random U-Net
+ * checkpoint:
  *   - every output is written and the rows say so: each SEG read back (raw
  *     bits) equals the mask of predictions.mask_rle, overlays and Secondary
  *     Captures exist, the submission CSV decodes to the same masks, the bad
@@ -42,8 +44,12 @@
 #include "model/unet.h"
 #include "postprocess/seg.h"
 #include "rle/rle.h"
+#include "test_ingest_gen.h"
 
-#define N_GOOD 6
+#define N_SAMPLE 6            /* sample_dicom test images */
+#define N_GOOD (N_SAMPLE + 1) /* and one generated 7 × 9 image */
+#define N_BAD 6               /* truncated, text, bomb, nested, JPEG 2000, RGB */
+#define GEN_ROOT "1.2.826.0.1.3680043.9.7307.77."
 #define SIDE "32"
 
 static char g_dir[256];
@@ -88,6 +94,50 @@ static void write_model(const char *path)
     assert_int_equal(pnx_checkpoint_save(m, path, &meta), 0);
     pnx_unet_destroy(m);
     pnx_backend_destroy(be);
+}
+
+/* The generated files: one good image whose size is not a multiple of 8
+ * (the SEG bit packing case), and bad ones of ingest's kinds. */
+static void write_generated(void)
+{
+    char p[1024], bad[400];
+    snprintf(bad, sizeof bad, "%s/bad", g_tree);
+    static uint8_t px[9 * 7];
+    gen_picture8(px, 9, 7);
+    gen_image g = {.sop_uid = GEN_ROOT "1", .rows = 9, .columns = 7, .bits_allocated = 8,
+                   .bits_stored = 8, .pixels = px, .pixel_bytes = sizeof px};
+    assert_int_equal(gen_write(gen_path(p, sizeof p, g_tree, "odd.dcm"), &g), 0);
+
+    gen_image bomb = g;
+    bomb.sop_uid = GEN_ROOT "2";
+    bomb.rows = bomb.columns = 65535;
+    bomb.bits_allocated = bomb.bits_stored = 16;
+    bomb.pixel_bytes = 0;
+    bomb.declared_pixel_length = 0xFFFFFFFEll;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, bad, "bomb.dcm"), &bomb), 0);
+
+    gen_image nest = g;
+    nest.sop_uid = GEN_ROOT "3";
+    nest.nested_sequences = 6000;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, bad, "nested.dcm"), &nest), 0);
+
+    gen_image j2k = g;
+    j2k.sop_uid = GEN_ROOT "4";
+    j2k.ts_uid = GEN_TS_JPEG2000;
+    j2k.encapsulated = 1;
+    static const uint8_t j2k_start[] = {0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x2F, 0x00, 0x00};
+    j2k.pixels = j2k_start;
+    j2k.pixel_bytes = sizeof j2k_start;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, bad, "j2k.dcm"), &j2k), 0);
+
+    static uint8_t rgb[9 * 7 * 3];
+    gen_image c = g;
+    c.sop_uid = GEN_ROOT "5";
+    c.photometric = "RGB";
+    c.samples_per_pixel = 3;
+    c.pixels = rgb;
+    c.pixel_bytes = sizeof rgb;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, bad, "rgb.dcm"), &c), 0);
 }
 
 /* A random network is not trained to find anything: a probe run gives each
@@ -138,8 +188,10 @@ static int setup(void **state)
                 "f=$(find . -name '*.dcm' | sort | sed -n %dp) && "
                 "head -c 3000 \"$f\" > '%s/bad/truncated.dcm' && "
                 "echo 'not a DICOM file' > '%s/bad/note.dcm'",
-                g_tree, PNX_SOURCE_DIR, N_GOOD, g_tree, g_tree, N_GOOD + 1, g_tree, g_tree) != 0)
+                g_tree, PNX_SOURCE_DIR, N_SAMPLE, g_tree, g_tree, N_SAMPLE + 1, g_tree,
+                g_tree) != 0)
         return -1;
+    write_generated();
     write_model(g_model);
     /* One row per transaction, so a kill lands between rows. */
     FILE *f = fopen(g_yaml, "w");
@@ -306,9 +358,24 @@ static void test_outputs(void **state)
     sqlite3 *s = open_db(db);
     int64_t run = latest_score_run(s);
     assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score' AND "
-                              "status = 'partial' AND n_ok = %d AND n_failed = 2 AND "
+                              "status = 'partial' AND n_ok = %d AND n_failed = %d AND "
                               "finished_at IS NOT NULL AND model_sha256 IS NOT NULL",
-                           N_GOOD),
+                           N_GOOD, N_BAD),
+                     1);
+    /* Every bad file is recorded once, with its reason. */
+    assert_int_equal(q_int(s, "SELECT (SELECT COUNT(*) FROM predictions WHERE run_id = %lld AND "
+                              "status = 'error') + (SELECT COUNT(*) FROM ingest_errors WHERE "
+                              "run_id = %lld)",
+                           (long long)run, (long long)run),
+                     N_BAD);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE sop_instance_uid = '"
+                              GEN_ROOT "4' AND error LIKE 'unsupported_syntax:%%'"),
+                     1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE sop_instance_uid = '"
+                              GEN_ROOT "5' AND error LIKE 'colour:%%'"),
+                     1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE sop_instance_uid = '"
+                              GEN_ROOT "2' AND error LIKE 'too_large:%%'"),
                      1);
     /* The truncated file's UID is known: a predictions error row. The text
      * file has none: an ingest_errors row of this run. */
@@ -321,10 +388,16 @@ static void test_outputs(void **state)
                      1);
     int n = read_preds(s, run, g_preds, N_GOOD + 2);
     assert_int_equal(n, N_GOOD);
-    int positives = 0;
+    int positives = 0, odd = 0;
     for (int i = 0; i < n; i++) {
         pred *p = &g_preds[i];
-        assert_int_equal(p->rows, 1024);
+        if (strcmp(p->uid, GEN_ROOT "1") == 0) {
+            assert_int_equal(p->rows, 9);
+            assert_int_equal(p->columns, 7);
+            odd++;
+        } else {
+            assert_int_equal(p->rows, 1024);
+        }
         pnx_image mask = {0}, seg = {0};
         decode_rle(p, &mask);
         assert_int_equal(count_ones(&mask), p->mask_pixels);
@@ -342,6 +415,7 @@ static void test_outputs(void **state)
         pnx_image_free(&mask);
         pnx_image_free(&seg);
     }
+    assert_int_equal(odd, 1);
     assert_true(positives > 0 && positives < n);
     /* The submission CSV: one row per scored image, the same masks. */
     pnx_rle_index *index = NULL;
@@ -393,6 +467,7 @@ static void test_negatives(void **state)
         assert_int_equal(rc, 2);
         sqlite3 *s = open_db(db);
         int64_t run = latest_score_run(s);
+        assert_integrity(s);
         assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE run_id = %lld AND "
                                   "status = 'ok' AND positive = 0 AND mask_pixels = 0 AND "
                                   "mask_rle = '-1' AND overlay_path IS NULL",
@@ -480,34 +555,73 @@ static int64_t kill_after(const char *db, const char *out, int64_t rows)
     return n;
 }
 
+/* What a writer killed mid-file leaves: "<final>.tmp.<pid>.<n>" beside the
+ * SEG of every sample image not yet done. The resumed run must remove them. */
+static void plant_stale_temps(const char *db)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && find . -name '*.dcm' -path './1.*' | sort | head -%d", g_tree, N_SAMPLE);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    sqlite3 *s = open_db(db);
+    char line[1024];
+    int planted = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* ./<study>/<series>/<sop>.dcm: the sample folders are named by UID. */
+        char study[128], series[128], sop[128];
+        assert_int_equal(sscanf(line, "./%127[^/]/%127[^/]/%127[^/]", study, series, sop), 3);
+        sop[strlen(sop) - 4] = '\0';
+        if (q_int(s, "SELECT COUNT(*) FROM predictions WHERE sop_instance_uid = '%s'", sop))
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s/%s/%s.seg.dcm.tmp.999999.0",
+                 path_in("kill-out"), study, series, sop);
+        char mk[4400];
+        snprintf(mk, sizeof mk, "mkdir -p \"$(dirname '%s')\" && echo partial > '%s'", path, path);
+        assert_int_equal(run_cmd("%s", mk), 0);
+        planted++;
+    }
+    pclose(p);
+    sqlite3_close(s);
+    assert_true(planted > 0);
+}
+
 static void test_kill_and_resume(void **state)
 {
     (void)state;
     const char *db = path_in("kill.sqlite"), *out = path_in("kill-out");
+    sqlite3 *s = open_db(path_in("out1.sqlite"));
+    const int64_t rows_total = q_int(s, "SELECT COUNT(*) FROM predictions");
+    sqlite3_close(s);
     int64_t at1 = kill_after(db, out, 1);
-    assert_true(at1 >= 1 && at1 < N_GOOD + 1);
+    assert_true(at1 >= 1 && at1 < rows_total);
     int64_t at2 = kill_after(db, out, at1 + 2);
-    assert_true(at2 > at1 && at2 < N_GOOD + 1);
+    assert_true(at2 > at1 && at2 < rows_total);
+    plant_stale_temps(db);
     /* The third time it finishes, in the same run. */
     int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
                      "--workers 1 --threads 1 --batch-size 1 --threshold %s > /dev/null",
                      PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, g_threshold);
     assert_int_equal(rc, 2);
-    sqlite3 *s = open_db(db);
+    s = open_db(db);
     assert_integrity(s);
     assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'score'"), 1);
     int64_t run = latest_score_run(s);
     assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE id = %lld AND status = 'partial'",
                            (long long)run),
                      1);
-    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions"), N_GOOD + 1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions"), rows_total);
     assert_int_equal(q_int(s, "SELECT COUNT(DISTINCT sop_instance_uid) FROM predictions"),
-                     N_GOOD + 1);
+                     rows_total);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE status = 'ok'"), N_GOOD);
     assert_int_equal(count_temp_files(out), 0);
 
     /* Equal to the uninterrupted run of test_outputs (same model and
      * settings but the Secondary Capture and submission, which the UIDs do
      * not depend on). */
+    assert_int_equal(count_temp_files(out), 0);
     pred *resumed = calloc(N_GOOD + 2, sizeof *resumed);
     assert_non_null(resumed);
     int n = read_preds(s, run, resumed, N_GOOD + 2);
