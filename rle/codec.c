@@ -255,11 +255,13 @@ static void painter_flush(painter *p)
                 memset(dst, 0, BLOCK_COLUMNS);
             continue;
         }
-        for (uint32_t g = 0; g < full_groups; g++) {
-            unsigned b = (unsigned)(covering >> (8 * g)) & 0xFFu;
-            if (b)
-                write_group(dst + 8 * g, b, p->value);
-        }
+        /* Only the groups between the first and the last covered column. */
+        uint32_t g_first = (uint32_t)__builtin_ctzll(covering) / 8;
+        uint32_t g_last = (63u - (uint32_t)__builtin_clzll(covering)) / 8;
+        if (g_last >= full_groups)
+            g_last = full_groups ? full_groups - 1 : 0;
+        for (uint32_t g = g_first; g <= g_last && g < full_groups; g++)
+            write_group(dst + 8 * g, (unsigned)(covering >> (8 * g)) & 0xFFu, p->value);
         for (uint32_t c = full_groups * 8; c < ncols; c++)
             if (covering >> c & 1u)
                 dst[c] = p->value;
