@@ -79,6 +79,7 @@ static int parse_u64(const char *text, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* 0: go on; 1: --help was asked for; -1: a usage error (already reported). */
 static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
@@ -124,7 +125,7 @@ static int parse_options(int argc, char **argv, options *o)
         case OPT_REAL_RLE: o->real_rle = optarg; break;
         case 'v': level++; break;
         case 'q': level = PNX_LOG_QUIET; break;
-        case 'h': usage(stdout); exit(0);
+        case 'h': return 1;
         default: return -1;
         }
     }
@@ -215,9 +216,10 @@ static int generate(const options *o)
 int main(int argc, char **argv)
 {
     options o;
-    if (parse_options(argc, argv, &o) < 0) {
-        usage(stderr);
-        return 1;
+    int parsed = parse_options(argc, argv, &o);
+    if (parsed != 0) {
+        usage(parsed > 0 ? stdout : stderr);
+        return parsed > 0 ? 0 : 1;
     }
     int rc = generate(&o);
     if (rc < 0) {
