@@ -52,7 +52,10 @@ static int truth_index_for(eval_ctx *c, const char *path, pnx_rle_index **index)
     if (rc) {
         free(f->path);
         f->path = NULL;
-        return pnx_fail_prefix(rc, "ground truth CSV %s", path);
+        if (!c->req->rle_csv)
+            return pnx_fail_prefix(rc, "the ground truth CSV named by the ground_truth table "
+                                       "(give --rle-csv if it moved)");
+        return pnx_fail_prefix(rc, "ground truth CSV");
     }
     pnx_log_info("evaluate: ground truth from %s (%zu images, %zu rows)", path,
                  pnx_rle_index_count(f->index), pnx_rle_index_row_count(f->index));

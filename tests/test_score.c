@@ -14,6 +14,9 @@
  *   - killed with SIGKILL at two points and rerun: the resumed run equals an
  *     uninterrupted one (masks, SEG UIDs), no duplicate rows, no temporary
  *     files, PRAGMA integrity_check ok;
+ *   - SEGs and Secondary Captures pass dciodvfy when it is installed;
+ *   - Ctrl-C marks the run interrupted (exit 3) and the same command
+ *     finishes it;
  *   - evaluate over the scored run against a CSV of the predicted masks
  *     gives Dice 1.
  * Skips (77) when sample_dicom/ is not there.
@@ -337,6 +340,28 @@ static int file_exists(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
 }
 
+/* dciodvfy (dicom3tools) reports no error; returns 1 when it is not
+ * installed. */
+static int dciodvfy_clean(const char *path)
+{
+    if (system("command -v dciodvfy >/dev/null 2>&1") != 0)
+        return 1;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "dciodvfy '%s' 2>&1", path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[2048];
+    int errors = 0;
+    while (fgets(line, sizeof line, p))
+        if (strncmp(line, "Error", 5) == 0) {
+            fprintf(stderr, "dciodvfy %s: %s", path, line);
+            errors++;
+        }
+    pclose(p);
+    assert_int_equal(errors, 0);
+    return 0;
+}
+
 static int64_t latest_score_run(sqlite3 *s)
 {
     return q_int(s, "SELECT MAX(id) FROM runs WHERE stage = 'score'");
@@ -411,6 +436,8 @@ static void test_outputs(void **state)
         assert_memory_equal(seg.pixels, mask.pixels, pnx_image_size(&mask));
         assert_true(file_exists(p->overlay));
         assert_true(file_exists(p->sc));
+        dciodvfy_clean(p->seg);
+        dciodvfy_clean(p->sc);
         assert_non_null(strstr(p->seg, out));
         pnx_image_free(&mask);
         pnx_image_free(&seg);
@@ -505,6 +532,8 @@ static pid_t start_scorer(const char *db, const char *out)
     assert_true(pid >= 0);
     if (pid == 0) {
         setpgid(0, 0);
+        FILE *null = freopen("/dev/null", "w", stdout);
+        (void)null;
         execl(PNX_PNEUMOSEG, PNX_PNEUMOSEG, "score", g_tree, "--config", g_yaml, "--model",
               g_model, "--db", db, "--out", out, "-q", "--workers", "1", "--threads", "1",
               "--batch-size", "1", "--threshold", g_threshold, (char *)NULL);
@@ -659,6 +688,47 @@ static void test_kill_and_resume(void **state)
     assert_int_equal(rc, 1);
 }
 
+/* Ctrl-C: the run stops after its batch, says 'interrupted', exits 3, and
+ * the same command finishes it. */
+static void test_interrupt(void **state)
+{
+    (void)state;
+    const char *db = path_in("int.sqlite"), *out = path_in("int-out");
+    pid_t pid = start_scorer(db, out);
+    struct timespec nap = {0, 2 * 1000 * 1000};
+    for (int i = 0; i < 30000 && rows_now(db) < 1; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            fail_msg("the scorer finished before it could be interrupted");
+        nanosleep(&nap, NULL);
+    }
+    kill(-pid, SIGINT); /* the whole foreground group, as a terminal does */
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    sqlite3 *s = open_db(db);
+    int64_t run = latest_score_run(s);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE id = %lld AND "
+                              "status = 'interrupted' AND finished_at IS NOT NULL",
+                           (long long)run),
+                     1);
+    int64_t done = q_int(s, "SELECT COUNT(*) FROM predictions WHERE status = 'ok'");
+    assert_true(done < N_GOOD);
+    sqlite3_close(s);
+    assert_int_equal(count_temp_files(out), 0);
+
+    int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                     "--workers 1 --threads 1 --batch-size 1 --threshold %s > /dev/null",
+                     PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, out, g_threshold);
+    assert_int_equal(rc, 2);
+    s = open_db(db);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs"), 1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE status = 'ok'"), N_GOOD);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE status = 'partial'"), 1);
+    sqlite3_close(s);
+}
+
 int main(void)
 {
     char probe[1024];
@@ -671,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_negatives),
         cmocka_unit_test(test_kill_and_resume),
+        cmocka_unit_test(test_interrupt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
