@@ -19,15 +19,18 @@
  *   3. Value of interest, the first that applies:
  *      a. a Window Center/Width in the file: the first pair, with the DICOM
  *         linear function (PS3.3 C.11.2.1.2.1) onto 0..255;
- *      b. 8-bit input (Bits Stored ≤ 8) with no rescale: values as they are
- *         (this is what dcmj2pnm writes, and the SIIM files are such);
+ *      b. unsigned 8-bit input (Bits Stored 8) with no rescale: values as
+ *         they are (what dcmj2pnm writes; the SIIM files are such);
  *      c. otherwise min–max of the rescaled image onto 0..255 (a constant
  *         image gives 0), rounding to nearest.
  *      A VOI LUT Sequence is recorded in the metadata but not applied.
  *   4. MONOCHROME1 is inverted (255 − v), so that air is dark as in
  *      MONOCHROME2.
  * Lossless syntaxes therefore give exactly the stored values for 8-bit
- * MONOCHROME2; JPEG Baseline gives the IJG (DCMTK) decoder's output.
+ * MONOCHROME2; JPEG Baseline gives the IJG (DCMTK) decoder's output: 8-bit
+ * single-frame Baseline is decoded by libjpeg-turbo with the same accurate
+ * integer IDCT (bit-identical, checked against dcmj2pnm), everything else
+ * by DCMTK's codecs.
  *
  * Supported transfer syntaxes: implicit/explicit VR little endian, explicit
  * VR big endian, deflated explicit little endian, JPEG Baseline (process 1),
