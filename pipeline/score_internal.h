@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/image.h"
+#include "db/db.h"
 #include "model/backend.h"
 #include "model/unet.h"
 #include "postprocess/dicom_source.h"
@@ -97,5 +98,25 @@ void pnx_score_item_result_free(pnx_score_item_result *r);
 /* Removes the temporary files "<final_path>.tmp.*" that a killed writer
  * left beside final_path (common/fileio.h's naming). */
 void pnx_score_sweep_temps(const char *final_path);
+
+/* ---- score_strset.c: the paths and UIDs a run has done --------------------- */
+
+typedef struct pnx_str_set {
+    char **slots;
+    size_t cap;   /* power of two */
+    size_t count;
+} pnx_str_set;
+
+int pnx_str_set_has(const pnx_str_set *set, const char *s);
+/* Adds a copy of s (nothing when present). */
+int pnx_str_set_add(pnx_str_set *set, const char *s);
+void pnx_str_set_free(pnx_str_set *set);
+
+/* ---- score_submission.c ----------------------------------------------------- */
+
+/* Writes path (atomically, folders created) with one "ImageId,EncodedPixels"
+ * row per ok prediction of run_id, in the RLE format given (enum
+ * pnx_rle_format); failed images are left out. */
+int pnx_score_write_submission(pnx_db *db, int64_t run_id, const char *path, int format);
 
 #endif

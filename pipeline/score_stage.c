@@ -24,71 +24,6 @@
 #include "pneumoseg_version.h"
 #include "rle/rle.h"
 
-/* ---- a set of strings (done paths and UIDs) ------------------------------- */
-
-typedef struct str_set {
-    char **slots;
-    size_t cap;   /* power of two */
-    size_t count;
-} str_set;
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static int set_has(const str_set *set, const char *s)
-{
-    if (!set->cap)
-        return 0;
-    for (size_t i = hash_str(s) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
-        if (!set->slots[i])
-            return 0;
-        if (strcmp(set->slots[i], s) == 0)
-            return 1;
-    }
-}
-
-static int set_add(str_set *set, const char *s)
-{
-    if ((set->count + 1) * 2 > set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 1024;
-        char **slots = calloc(cap, sizeof *slots);
-        if (!slots)
-            return pnx_fail(PNX_ENOMEM, "out of memory");
-        for (size_t i = 0; i < set->cap; i++) {
-            if (!set->slots[i])
-                continue;
-            size_t j = hash_str(set->slots[i]) & (cap - 1);
-            while (slots[j])
-                j = (j + 1) & (cap - 1);
-            slots[j] = set->slots[i];
-        }
-        free(set->slots);
-        set->slots = slots;
-        set->cap = cap;
-    }
-    size_t i = hash_str(s) & (set->cap - 1);
-    for (; set->slots[i]; i = (i + 1) & (set->cap - 1))
-        if (strcmp(set->slots[i], s) == 0)
-            return 0;
-    if (!(set->slots[i] = strdup(s)))
-        return pnx_fail(PNX_ENOMEM, "out of memory");
-    set->count++;
-    return 0;
-}
-
-static void set_free(str_set *set)
-{
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slots[i]);
-    free(set->slots);
-    memset(set, 0, sizeof *set);
-}
-
 /* ---- the state of one invocation ------------------------------------------ */
 
 typedef struct batch_item {
@@ -111,8 +46,8 @@ typedef struct score_state {
     pnx_pool *post_pool;
     pnx_db_predictions_writer *predictions;
     pnx_db_instances_writer *instances;
-    str_set done_paths;
-    str_set done_uids;
+    pnx_str_set done_paths;
+    pnx_str_set done_uids;
     batch_item *batch;
     int n_batch;
     float *probs;
@@ -164,9 +99,9 @@ static int uid_settings_text(const pnx_score_request *req, uint32_t side, char *
 static int add_done(void *ctx, const char *uid, const char *path)
 {
     score_state *st = ctx;
-    int rc = set_add(&st->done_uids, uid);
+    int rc = pnx_str_set_add(&st->done_uids, uid);
     if (!rc && path)
-        rc = set_add(&st->done_paths, path);
+        rc = pnx_str_set_add(&st->done_paths, path);
     return rc;
 }
 
@@ -383,7 +318,7 @@ static int run_batch(score_state *st)
         else
             rc = record_failure(st, &it->decoded, "score", it->error);
         if (!rc)
-            rc = set_add(&st->done_uids, it->decoded.meta.sop_uid);
+            rc = pnx_str_set_add(&st->done_uids, it->decoded.meta.sop_uid);
         pnx_progress_add(st->progress, 1);
     }
     for (int i = 0; i < n; i++) {
@@ -407,7 +342,7 @@ static int take_result(score_state *st, pnx_decode_result *r)
     int in_batch = 0;
     for (int i = 0; i < st->n_batch; i++)
         in_batch |= strcmp(st->batch[i].decoded.meta.sop_uid, r->meta.sop_uid) == 0;
-    if (in_batch || set_has(&st->done_uids, r->meta.sop_uid)) {
+    if (in_batch || pnx_str_set_has(&st->done_uids, r->meta.sop_uid)) {
         pnx_log_warn("%s: SOP Instance UID %s was already scored in this run; skipped", r->path,
                      r->meta.sop_uid);
         st->report->duplicates++;
@@ -454,71 +389,6 @@ static int score_files(score_state *st, pnx_decode_pool *pool, char **todo, size
     if (!rc && !stop_requested(st))
         rc = run_batch(st);
     return rc;
-}
-
-/* ---- the submission CSV, from the run's rows ------------------------------ */
-
-typedef struct submission_ctx {
-    pnx_db *db;
-    pnx_rle_writer *writer;
-    pnx_rle_fmt fmt;
-    int64_t rows, skipped;
-} submission_ctx;
-
-static int submission_row(void *ctx, const pnx_prediction_view *p)
-{
-    submission_ctx *c = ctx;
-    if (!p->ok || !p->mask_rle) {
-        c->skipped++;
-        return 0;
-    }
-    c->rows++;
-    if (c->fmt == PNX_RLE_FMT_RELATIVE || pnx_rle_is_empty(p->mask_rle, strlen(p->mask_rle)))
-        return pnx_rle_writer_row(c->writer, p->sop_instance_uid, p->mask_rle);
-    /* The absolute flavour: decode at the native size and encode again. */
-    uint32_t w, h;
-    int rc = pnx_db_instance_size(c->db, p->sop_instance_uid, &w, &h);
-    if (rc)
-        return rc == PNX_ENOTFOUND
-                   ? pnx_fail(PNX_ENOTFOUND, "%s: native size unknown", p->sop_instance_uid)
-                   : rc;
-    pnx_image mask = {0};
-    if ((rc = pnx_image_alloc(&mask, w, h)))
-        return rc;
-    rc = pnx_rle_decode(p->mask_rle, strlen(p->mask_rle), PNX_RLE_FMT_RELATIVE, &mask, NULL);
-    if (!rc)
-        rc = pnx_rle_writer_mask(c->writer, p->sop_instance_uid, &mask, c->fmt);
-    pnx_image_free(&mask);
-    return rc;
-}
-
-static int write_submission(pnx_db *db, int64_t run_id, const char *path, int format)
-{
-    submission_ctx c = {.db = db, .fmt = (pnx_rle_fmt)format};
-    char *dir = strdup(path);
-    if (!dir)
-        return pnx_fail(PNX_ENOMEM, "out of memory");
-    char *slash = strrchr(dir, '/');
-    int rc = 0;
-    if (slash && slash != dir) {
-        *slash = '\0';
-        rc = pnx_mkdir_p(dir, 0755);
-    }
-    free(dir);
-    if (!rc)
-        pnx_score_sweep_temps(path);
-    if (rc || (rc = pnx_rle_writer_open(&c.writer, path, PNX_RLE_CSV_KAGGLE)))
-        return pnx_fail_prefix(rc, "submission CSV %s", path);
-    rc = pnx_db_predictions_each(db, run_id, submission_row, &c);
-    if (rc) {
-        pnx_rle_writer_abort(c.writer);
-        return pnx_fail_prefix(rc, "submission CSV %s", path);
-    }
-    if ((rc = pnx_rle_writer_commit(c.writer)))
-        return pnx_fail_prefix(rc, "submission CSV %s", path);
-    pnx_log_info("submission: %s (%" PRId64 " images%s)", path, c.rows,
-                 c.skipped ? ", failed ones left out" : "");
-    return 0;
 }
 
 /* ---- the stage -------------------------------------------------------------- */
@@ -652,7 +522,7 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
         goto out;
     }
     for (size_t i = 0; i < files.count; i++) {
-        if (set_has(&st.done_paths, files.files[i].path))
+        if (pnx_str_set_has(&st.done_paths, files.files[i].path))
             report->already_done++;
         else
             todo[n_todo++] = files.files[i].path;
@@ -673,7 +543,7 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
     if (!rc)
         rc = pnx_db_predictions_flush(st.predictions);
     if (!rc && req->submission_csv && !report->interrupted)
-        rc = write_submission(db, report->run_id, req->submission_csv, req->submission_format);
+        rc = pnx_score_write_submission(db, report->run_id, req->submission_csv, req->submission_format);
 
 out:;
     char failure[PNX_ERRMSG_MAX];
@@ -695,8 +565,8 @@ out:;
     free(st.probs);
     free(todo);
     free(config_text);
-    set_free(&st.done_paths);
-    set_free(&st.done_uids);
+    pnx_str_set_free(&st.done_paths);
+    pnx_str_set_free(&st.done_uids);
     pnx_score_model_free(&st.model);
     pnx_decode_pool_destroy(pool);
     pnx_ingest_file_list_free(&files);
