@@ -3,6 +3,7 @@
  * prints the summary. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,14 @@ static int apply_flag(pnx_train_config *c, int opt, const char *arg)
     }
 }
 
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
 static void print_measure(const char *label, double v)
 {
     if (isnan(v))
@@ -290,8 +299,20 @@ int pnx_cmd_train(int argc, char **argv)
         pnx_log_warn("resumed run %lld is not in this database (%s); parent not recorded",
                      (long long)parent, pnx_errmsg());
 
+    /* Ctrl-C or a TERM ends the run between two batches, with its row marked
+     * interrupted; the last checkpoint stays for --resume. */
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    stop_flag = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    pnx_trainer_set_stop(trainer, &stop_flag);
     pnx_train_summary summary;
     rc = pnx_trainer_run(trainer, ctx.db, ctx.run_id, &summary);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     char message[PNX_ERRMSG_MAX];
     snprintf(message, sizeof message, "%s", rc ? pnx_errmsg() : "");
     if (!rc && summary.model_sha256[0])
@@ -301,7 +322,21 @@ int pnx_cmd_train(int argc, char **argv)
     int64_t epochs_done = summary.last_epoch >= summary.first_epoch
                               ? summary.last_epoch - summary.first_epoch + 1
                               : 0;
-    int finish_rc = pnx_context_finish_run(&ctx, rc != 0, epochs_done, 0, rc ? message : NULL);
+    int finish_rc;
+    if (!rc && summary.interrupted) {
+        snprintf(message, sizeof message,
+                 "interrupted in epoch %lld; --resume goes on from the last checkpoint",
+                 (long long)summary.last_epoch + 1);
+        finish_rc = pnx_db_run_finish(ctx.db, ctx.run_id, "interrupted", epochs_done, 0, message);
+    } else {
+        finish_rc = pnx_context_finish_run(&ctx, rc != 0, epochs_done, 0, rc ? message : NULL);
+    }
+    if (!rc && summary.interrupted) {
+        fprintf(stderr, "pneumoseg train: %s (checkpoint: %s)\n", message, cfg->model);
+        pnx_trainer_close(trainer);
+        pnx_context_close(&ctx);
+        return PNX_EXIT_FATAL;
+    }
     if (rc) {
         fprintf(stderr, "pneumoseg train: %s\n", message);
     } else {

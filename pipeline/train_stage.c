@@ -53,6 +53,8 @@ struct pnx_trainer {
     float *logits;  /* (batch, 1, side, side) */
     uint32_t *order; /* n_train */
     pnx_train_curve curve; /* every epoch so far, resumed ones included */
+    volatile sig_atomic_t *stop;
+    int interrupted;
 };
 
 static double now_s(void)
@@ -411,6 +413,11 @@ void pnx_trainer_close(pnx_trainer *t)
     free(t);
 }
 
+void pnx_trainer_set_stop(pnx_trainer *t, volatile sig_atomic_t *stop)
+{
+    t->stop = stop;
+}
+
 const char *pnx_trainer_device(const pnx_trainer *t)
 {
     return t->device;
@@ -499,6 +506,10 @@ static int train_epoch(pnx_trainer *t, int64_t epoch, const pnx_adam_hparams *ad
     for (uint32_t b = 0; !rc && b < n_batches; b++) {
         uint32_t first = b * batch;
         int n = (int)(t->n_train - first < batch ? t->n_train - first : batch);
+        if (t->stop && *t->stop) {
+            t->interrupted = 1;
+            break;
+        }
         pnx_progress_add(bar, 1);
         if (!batch_trainable(t, n)) {
             pnx_log_debug("epoch %lld: a last batch of %d image at %u×%u is left out (batch "
@@ -641,6 +652,9 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
 {
     const pnx_train_config *cfg = t->cfg;
     memset(sum, 0, sizeof *sum);
+    if (t->interrupted)
+        return pnx_fail(PNX_EINVAL, "the trainer was interrupted mid-epoch; open it again "
+                                    "with resume to go on from the checkpoint");
     sum->first_epoch = t->next_epoch;
     sum->last_epoch = t->next_epoch - 1;
     sum->train_loss = sum->val_loss = sum->val_dice = sum->val_dice_positive = NAN;
@@ -662,7 +676,7 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
         epoch_totals tot;
         double train_s;
         pnx_val_metrics vm;
-        if ((rc = train_epoch(t, epoch, &adam, &tot)))
+        if ((rc = train_epoch(t, epoch, &adam, &tot)) || t->interrupted)
             break;
         train_s = now_s() - t0;
         if ((rc = validate(t, &vm)))
@@ -712,6 +726,7 @@ int pnx_trainer_run(pnx_trainer *t, pnx_db *db, int64_t run_id, pnx_train_summar
     sum->best_val_dice = t->best_val_dice;
     sum->best_epoch = t->best_epoch;
     sum->seconds = now_s() - start;
+    sum->interrupted = t->interrupted;
     /* The hash of what --model holds now: this call's last checkpoint, or
      * the one a resume found complete. */
     if (!rc && file_exists(cfg->model))

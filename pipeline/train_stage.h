@@ -14,6 +14,7 @@
 #ifndef PNX_PIPELINE_TRAIN_STAGE_H
 #define PNX_PIPELINE_TRAIN_STAGE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,7 @@ typedef struct pnx_train_summary {
     double best_val_dice;     /* NAN when no validation ran */
     int64_t best_epoch;
     double seconds;           /* this call */
+    int interrupted;          /* the stop flag ended it; the epoch in progress is lost */
     char model_sha256[65];    /* of the final checkpoint ("" when none written) */
 } pnx_train_summary;
 
@@ -83,6 +85,13 @@ typedef struct pnx_train_summary {
  * seed. cfg is copied where needed; it must outlive the trainer. */
 int pnx_trainer_open(pnx_trainer **out, const pnx_train_config *cfg);
 void pnx_trainer_close(pnx_trainer *t);
+
+/* A flag (set by a signal handler) checked before every batch: when it is
+ * non-zero, pnx_trainer_run stops, leaving the last checkpoint as it was,
+ * and reports interrupted. The model in memory is then mid-epoch: a later
+ * pnx_trainer_run on this trainer is refused; open a new one with resume.
+ * NULL: never. */
+void pnx_trainer_set_stop(pnx_trainer *t, volatile sig_atomic_t *stop);
 
 /* "cpu" (what the runs row records). */
 const char *pnx_trainer_device(const pnx_trainer *t);

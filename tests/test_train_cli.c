@@ -69,17 +69,26 @@ static void build_cache(const char *name, size_t count)
     assert_int_equal(pnx_cache_builder_commit(b), 0);
 }
 
-/* Runs pneumoseg with args (stderr joined to stdout); returns the exit status. */
-static int run(const char *args)
+/* Runs a shell script in the work folder (stderr joined to stdout);
+ * returns the exit status. */
+static int run_shell(const char *script)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", work_dir, BIN, args);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && { %s; } 2>&1", work_dir, script);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out_text, 1, sizeof out_text - 1, p);
     out_text[n] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs pneumoseg with args. */
+static int run(const char *args)
+{
+    char script[2048];
+    snprintf(script, sizeof script, "'%s' %s", BIN, args);
+    return run_shell(script);
 }
 
 static void query_text(const char *sql, char *out, size_t size)
@@ -150,6 +159,25 @@ static void test_train_command(void **state)
                " WHERE e.run_id = r.id) FROM runs r ORDER BY id DESC LIMIT 1",
                text, sizeof text);
     assert_string_equal(text, "1 3");
+
+    /* SIGINT between batches: exit 3, the run row says interrupted, and
+     * --resume goes on from the checkpoint left behind. */
+    char script[1500];
+    snprintf(script, sizeof script,
+             "'" BIN "' train --config p.yaml -q --base-width 4 --epochs 100000 --augment off "
+             "--model out/int.safetensors & pid=$!; "
+             "for i in $(seq 600); do [ -f '%s/out/int.safetensors' ] && break; "
+             "kill -0 $pid 2>/dev/null || break; sleep 0.05; done; "
+             "kill -INT $pid; wait $pid",
+             work_dir);
+    status = run_shell(script);
+    if (status != 3)
+        fail_msg("exit %d: %s", status, out_text);
+    assert_non_null(strstr(out_text, "interrupted in epoch"));
+    query_text("SELECT status || ' ' || IFNULL(model_sha256, 'none') FROM runs"
+               " ORDER BY id DESC LIMIT 1", text, sizeof text);
+    assert_true(strncmp(text, "interrupted ", 12) == 0);
+    assert_int_equal(strlen(text), 12 + 64);
 
     /* Usage errors: 1. */
     assert_int_equal(run("train --config p.yaml --augment maybe"), 1);

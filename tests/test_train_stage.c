@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -410,11 +411,36 @@ static void test_init_and_weights_only_resume(void **state)
     run_training(&cfg, NULL, 0, &sum);
     assert_int_equal(sum.steps, 2);
 
-    /* --resume of a weights-only file is refused. */
+    /* A stop request before the first batch: nothing trained, the
+     * checkpoint untouched, the run reported interrupted. */
+    char before[65], after[65];
+    assert_int_equal(pnx_sha256_file_hex(second, before), 0);
     cfg.init = NULL;
-    cfg.model = best;
+    cfg.model = second;
     cfg.resume = 1;
+    cfg.epochs = 3;
+    volatile sig_atomic_t stop = 1;
     pnx_trainer *t = NULL;
+    assert_int_equal(pnx_trainer_open(&t, &cfg), 0);
+    pnx_trainer_set_stop(t, &stop);
+    assert_int_equal(pnx_trainer_run(t, NULL, 0, &sum), 0);
+    assert_true(sum.interrupted);
+    assert_int_equal(sum.first_epoch, 2);
+    assert_true(sum.last_epoch < sum.first_epoch);
+    stop = 0;
+    assert_int_equal(pnx_trainer_run(t, NULL, 0, &sum), PNX_EINVAL);
+    pnx_trainer_close(t);
+    assert_int_equal(pnx_sha256_file_hex(second, after), 0);
+    assert_string_equal(before, after);
+    assert_int_equal(pnx_trainer_open(&t, &cfg), 0);
+    assert_int_equal(pnx_trainer_run(t, NULL, 0, &sum), 0);
+    pnx_trainer_close(t);
+    assert_true(!sum.interrupted && sum.last_epoch == 3);
+    assert_int_equal(pnx_sha256_file_hex(second, after), 0);
+    assert_string_not_equal(before, after);
+
+    /* --resume of a weights-only file is refused. */
+    cfg.model = best;
     assert_int_equal(pnx_trainer_open(&t, &cfg), PNX_EFORMAT);
     assert_non_null(strstr(pnx_errmsg(), "--init"));
     free(caches);
