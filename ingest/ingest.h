@@ -53,15 +53,17 @@
 typedef struct pnx_ingest_limits {
     int64_t max_pixels;  /* rows × columns × frames accepted; default 4096² */
     int max_bits;        /* largest Bits Allocated accepted (8..16); default 16 */
-    int memory_limit_mb; /* RLIMIT_AS of a worker; 0 = no limit. Ignored in
-                          * sanitizer builds (ASan reserves terabytes). */
-    int timeout_s;       /* CPU seconds (RLIMIT_CPU) and wall seconds per file */
+    int memory_limit_mb; /* RLIMIT_AS of a worker; 0 = no limit; default 2048.
+                          * Ignored in sanitizer builds (ASan reserves
+                          * terabytes of address space). */
+    int timeout_s;       /* CPU seconds (RLIMIT_CPU) and wall seconds per file;
+                          * default 60 (the defaults are those of pipeline.yaml) */
 } pnx_ingest_limits;
 
 #define PNX_INGEST_DEFAULT_MAX_PIXELS (4096 * 4096)
 #define PNX_INGEST_DEFAULT_MAX_BITS 16
-#define PNX_INGEST_DEFAULT_MEMORY_MB 1024
-#define PNX_INGEST_DEFAULT_TIMEOUT_S 30
+#define PNX_INGEST_DEFAULT_MEMORY_MB 2048
+#define PNX_INGEST_DEFAULT_TIMEOUT_S 60
 
 void pnx_ingest_limits_default(pnx_ingest_limits *limits);
 

@@ -74,6 +74,16 @@ static int64_t begin_run(pnx_db *db)
     return id;
 }
 
+static int count_ok_rows(void *ctx, const pnx_instance_row *row)
+{
+    int *n = ctx;
+    assert_non_null(row->sop_instance_uid);
+    assert_non_null(row->path);
+    assert_int_equal(row->rows, 1024);
+    (*n)++;
+    return 0;
+}
+
 static void test_instances_upserts(void **state)
 {
     (void)state;
@@ -122,6 +132,9 @@ static void test_instances_upserts(void **state)
     assert_int_equal(studies, 1);
     assert_int_equal(series, 1);
     assert_int_equal(file_errors, 1);
+    int listed = 0;
+    assert_int_equal(pnx_db_instances_each_ok(db, count_ok_rows, &listed), 0);
+    assert_int_equal(listed, 2);
     pnx_db_instances_writer_close(w);
 
     /* A later run replaces rows whatever they were; an instance whose file
