@@ -269,6 +269,9 @@ int decode_pixels(DcmDataset *ds, const pnx_dicom_meta *m, pnx_image *image, cha
     DcmXfer xfer(ds->getOriginalXfer());
     if (xfer.isEncapsulated()) {
         OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL);
+        if (c == EC_MemoryExhausted)
+            return fail(err, errlen, PNX_INGEST_ERR_MEMORY, "out of memory decoding %s pixel data",
+                        pnx_transfer_syntax_name(m->transfer_syntax));
         if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
             return fail(err, errlen, PNX_INGEST_ERR_DECODE, "cannot decode %s pixel data: %s",
                         pnx_transfer_syntax_name(m->transfer_syntax), c.text());
@@ -290,6 +293,9 @@ int decode_pixels(DcmDataset *ds, const pnx_dicom_meta *m, pnx_image *image, cha
         c = elem->getUint16Array(p);
         samples = p;
     }
+    if (c == EC_MemoryExhausted)
+        return fail(err, errlen, PNX_INGEST_ERR_MEMORY, "out of memory reading %lu bytes of pixel data",
+                    (unsigned long)elem->getLength());
     if (c.bad() || !samples)
         return fail(err, errlen, PNX_INGEST_ERR_TRUNCATED, "cannot read pixel data: %s",
                     c.bad() ? c.text() : "no value (file cut short?)");

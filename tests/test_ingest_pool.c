@@ -335,6 +335,54 @@ static void test_timeout_then_next_file(void **state)
     free(dir);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* A worker limited to 64 MiB of address space (a bare worker maps about
+ * 50) cannot hold a 4096² 16-bit image: that is a memory error for that
+ * file, and the next file decodes. */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+#ifdef UNDER_ASAN
+    skip(); /* no RLIMIT_AS under AddressSanitizer */
+#else
+    char *dir = gen_tmpdir();
+    assert_non_null(dir);
+    write_good_files(dir, 1);
+    enum { SIDE = 4096 };
+    uint16_t *px = malloc((size_t)SIDE * SIDE * 2);
+    assert_non_null(px);
+    gen_picture16(px, SIDE, SIDE, 12);
+    gen_image g = {.sop_uid = UID_ROOT "4.1", .rows = SIDE, .columns = SIDE,
+                   .bits_allocated = 16, .bits_stored = 12, .pixels = px,
+                   .pixel_bytes = (uint32_t)SIDE * SIDE * 2};
+    char big[4096], good[4096];
+    assert_int_equal(gen_write(gen_path(big, sizeof big, dir, "big.dcm"), &g), 0);
+    free(px);
+    gen_path(good, sizeof good, dir, "good_0.dcm");
+    char *paths[2] = {big, good};
+    outcome out[2];
+    memset(out, 0, sizeof out);
+    pnx_ingest_limits lim;
+    pnx_ingest_limits_default(&lim);
+    lim.memory_limit_mb = 64;
+    run_pool(paths, 2, 1, &lim, out, NULL);
+    if (out[0].kind != PNX_INGEST_ERR_MEMORY)
+        fail_msg("big.dcm: %s (%s), want memory", pnx_ingest_error_kind_name(out[0].kind),
+                 out[0].error);
+    assert_int_equal(out[1].kind, PNX_INGEST_OK);
+    free(out[1].pixels);
+    gen_rmtree(dir);
+    free(dir);
+#endif
+}
+
 /* ------------------------------------------------------------ syntaxes */
 
 typedef struct conversion {
@@ -462,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_malformed_batch_goes_on),
         cmocka_unit_test(test_crash_then_next_file),
         cmocka_unit_test(test_timeout_then_next_file),
+        cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_every_transfer_syntax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
