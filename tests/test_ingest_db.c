@@ -3,7 +3,8 @@
  * `pneumoseg ingest` end to end on a tree with malformed files mixed in:
  * exit status 2, one specific error per bad file, the good files indexed
  * and written as PNGs (the real SIIM file equal to dcmj2pnm's pixels when
- * present), and a rerun leaving the same rows.
+ * present), and a rerun leaving the same rows; and the shipped sample set
+ * indexing with every file ok.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -323,11 +324,49 @@ static void test_pneumoseg_ingest_end_to_end(void **state)
     free(dir);
 }
 
+/* The shipped sample set indexes with every file ok. */
+static void test_pneumoseg_ingest_sample_dicom(void **state)
+{
+    (void)state;
+    const char *sample = PNX_SOURCE_DIR "/sample_dicom";
+    if (access(PNEUMOSEG, X_OK) != 0 || access(sample, R_OK) != 0) {
+        skip();
+        return;
+    }
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*.dcm' | wc -l", sample);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    long files = -1;
+    assert_int_equal(fscanf(f, "%ld", &files), 1);
+    pclose(f);
+    assert_true(files > 0);
+
+    char *dir = gen_tmpdir();
+    assert_non_null(dir);
+    char cfg[4096], out[4096], db_path[4096], yaml[8192];
+    gen_path(out, sizeof out, dir, "out");
+    gen_path(db_path, sizeof db_path, out, "pneumoseg.sqlite");
+    int n = snprintf(yaml, sizeof yaml, "output: %s\nstages: []\n", out);
+    assert_int_equal(gen_write_bytes(gen_path(cfg, sizeof cfg, dir, "p.yaml"), yaml, (size_t)n), 0);
+    snprintf(cmd, sizeof cmd, "'%s' ingest -q --config '%s' '%s' > /dev/null", PNEUMOSEG, cfg,
+             sample);
+    assert_int_equal(run_command(cmd), 0);
+    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM instances WHERE status = 'ok'"
+                                        " AND rows = 1024 AND columns = 1024 AND lossy = 1"
+                                        " AND transfer_syntax = '1.2.840.10008.1.2.4.50'"),
+                     files);
+    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM ingest_errors"), 0);
+    gen_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_instances_upserts),
         cmocka_unit_test(test_pneumoseg_ingest_end_to_end),
+        cmocka_unit_test(test_pneumoseg_ingest_sample_dicom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
