@@ -486,6 +486,9 @@ static void test_every_transfer_syntax(void **state)
         {"8_jpegls.dcm", "dcmcjpls +el", "1.2.840.10008.1.2.4.80", 0},
         {"8_jpegls_near.dcm", "dcmcjpls +en +md 2", "1.2.840.10008.1.2.4.81", 2},
         {"8_rle.dcm", "dcmcrle", "1.2.840.10008.1.2.5", 0},
+        /* Bare datasets: no preamble, no file meta, found by content. */
+        {"8_bare_implicit.dcm", "dcmconv -F +ti", "1.2.840.10008.1.2", 0},
+        {"8_bare_explicit.dcm", "dcmconv -F +te", "1.2.840.10008.1.2.1", 0},
     };
     check_conversions(dir, src8, conv8, sizeof conv8 / sizeof conv8[0]);
 
