@@ -1,6 +1,7 @@
 /* pipeline/train_stage.c — the train stage; see train_stage.h. */
 #include "pipeline/train_stage.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,7 @@ typedef struct settings_text {
 
 static void settings_int(settings_text *s, const char *key, int64_t v)
 {
+    assert(s->n < N_SETTINGS);
     s->keys[s->n] = key;
     snprintf(s->values[s->n], sizeof s->values[0], "%lld", (long long)v);
     s->n++;
@@ -192,6 +194,7 @@ static void settings_int(settings_text *s, const char *key, int64_t v)
 /* %.17g: the text reads back as the same double. */
 static void settings_real(settings_text *s, const char *key, double v)
 {
+    assert(s->n < N_SETTINGS);
     s->keys[s->n] = key;
     snprintf(s->values[s->n], sizeof s->values[0], "%.17g", v);
     s->n++;
