@@ -349,7 +349,6 @@ extern "C" int pnx_dcm_global_init(void)
     if (done)
         return 0;
     try {
-        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
         DJDecoderRegistration::registerCodecs();
         DJLSDecoderRegistration::registerCodecs();
         DcmRLEDecoderRegistration::registerCodecs();
@@ -360,6 +359,14 @@ extern "C" int pnx_dcm_global_init(void)
     }
     done = true;
     return 0;
+}
+
+extern "C" void pnx_dcm_quiet(void)
+{
+    try {
+        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+    } catch (...) {
+    }
 }
 
 extern "C" int pnx_dcm_decode(const char *path, const pnx_ingest_limits *limits, unsigned flags,

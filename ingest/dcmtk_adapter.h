@@ -17,11 +17,16 @@
 extern "C" {
 #endif
 
-/* Registers the decoders (JPEG, JPEG-LS, RLE), silences DCMTK's own
- * logging and loads the data dictionary. Idempotent; call before forking
+/* Registers the decoders (JPEG, JPEG-LS, RLE) and loads the data
+ * dictionary. Idempotent; call before forking
  * workers so that they inherit all of it. Returns 0 or PNX_EINTERNAL when
  * no dictionary could be loaded. */
 int pnx_dcm_global_init(void);
+
+/* Turns DCMTK's own log output off for this process: hostile files make
+ * it chatty, and the error kinds say what matters. Called in each worker
+ * (and by the unisolated decoder), not in the caller's process. */
+void pnx_dcm_quiet(void);
 
 /* Reads path with DCMTK, fills meta, checks the header against limits and,
  * when `flags` has PNX_DECODE_PIXELS, decodes the pixels and maps them to

@@ -119,6 +119,7 @@ int pnx_decode_file_unisolated(const char *path, const pnx_ingest_limits *limits
         limits = &defaults;
     }
     memset(r, 0, sizeof *r);
+    pnx_dcm_quiet();
     pnx_decode_run(path, limits, flags, r);
     return 0;
 }

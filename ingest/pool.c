@@ -166,6 +166,7 @@ static void apply_worker_limits(const pnx_ingest_limits *lim)
 static void worker_main(int fd, const pnx_ingest_limits *lim)
 {
     apply_worker_limits(lim);
+    pnx_dcm_quiet();
     char *path = malloc(MAX_JOB_PATH + 1);
     pnx_decode_result *r = calloc(1, sizeof *r);
     struct result_msg *msg = calloc(1, sizeof *msg);
