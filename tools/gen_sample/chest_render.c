@@ -9,7 +9,7 @@
 #include "common/rng.h"
 
 /* RNG streams of one patient's texture and one image's noise. */
-enum { STREAM_VESSELS = 1, STREAM_TEXTURE = 3, STREAM_NOISE = 4 };
+enum { STREAM_VESSELS = 1, STREAM_TEXTURE = 3, STREAM_NOISE = 4, STREAM_DEVICES = 5, STREAM_BOWEL = 6 };
 
 /* Attenuation of tissues, in the units of pnx_chest_anatomy.soft_tissue. */
 #define BACKGROUND_ATT 0.03
@@ -21,9 +21,11 @@ enum { STREAM_VESSELS = 1, STREAM_TEXTURE = 3, STREAM_NOISE = 4 };
 #define POSTERIOR_RIB_ATT 0.11
 #define ANTERIOR_RIB_ATT 0.05
 #define CLAVICLE_ATT 0.28
-#define HUMERUS_ATT 0.35
 #define BREAST_ATT 0.2
 #define GASTRIC_AIR 0.3
+#define BOWEL_AIR 0.2
+#define WIRE_ATT 0.25
+#define ELECTRODE_ATT 0.3
 #define VESSEL_ATT 0.13
 #define FINE_TEXTURE_ATT 0.022
 #define COARSE_TEXTURE_ATT 0.010
@@ -237,16 +239,14 @@ static double ribs_and_clavicle(const pnx_chest_frame *f, double xl, double q)
     return att;
 }
 
-/* The upper arm hanging beside the chest, with its humerus. */
+/* The soft tissue of the upper arm beside the chest. */
 static double arm(const pnx_chest_frame *f, double xl, double q)
 {
     double centre = f->anatomy.body_half_width + 0.05;
     double r = (xl - centre) / 0.065;
     if (fabs(r) >= 1)
         return 0;
-    double from_shoulder = smoothstep(0.12, 0.22, q);
-    double bone = HUMERUS_ATT * 0.8 * bone_profile(fabs(xl - centre) / 0.014);
-    return from_shoulder * (0.6 * f->anatomy.soft_tissue * sqrt(1 - r * r) + bone);
+    return smoothstep(0.12, 0.22, q) * 0.6 * f->anatomy.soft_tissue * sqrt(1 - r * r);
 }
 
 static double spine(double p, double q)
@@ -267,11 +267,85 @@ static double spine(double p, double q)
     return SPINE_ATT * smoothstep(0.036, 0.03, dx) * (body + pedicle);
 }
 
-/* ---- the picture -------------------------------------------------------- */
+#define MAX_BOWEL_GAS 6
+
+typedef struct gas_pocket {
+    double p, q, rx, ry, air;   /* anatomy units */
+} gas_pocket;
 
 typedef struct buffers {
-    float *vessels, *fine, *coarse, *lesion, *ring, *grey, *tmp;
+    float *vessels, *fine, *coarse, *lesion, *ring, *grey, *tmp, *devices;
+    gas_pocket bowel[MAX_BOWEL_GAS];
+    int n_bowel;
 } buffers;
+
+/* ---- things that are not the patient -------------------------------------- */
+
+/* ECG leads and lines lying on the patient, most often on supine AP films:
+ * thin bright curves from the image edge ending in an electrode. */
+static void draw_devices(const pnx_chest_frame *f, pnx_rng *rng, float *buf)
+{
+    uint32_t n = f->size;
+    double chance = f->pose.ap_view ? 0.7 : 0.2;
+    if (pnx_rng_uniform(rng) >= chance)
+        return;
+    int wires = 1 + (int)pnx_rng_below(rng, 3);
+    for (int w = 0; w < wires; w++) {
+        double x0 = n * (0.1 + 0.8 * pnx_rng_uniform(rng)), y0 = -8;
+        if (pnx_rng_uniform(rng) < 0.4) {
+            x0 = pnx_rng_uniform(rng) < 0.5 ? -8.0 : n + 8.0;
+            y0 = n * (0.2 + 0.6 * pnx_rng_uniform(rng));
+        }
+        double x2 = n * (0.2 + 0.6 * pnx_rng_uniform(rng));
+        double y2 = n * (0.25 + 0.45 * pnx_rng_uniform(rng));
+        double x1 = n * (0.1 + 0.8 * pnx_rng_uniform(rng));
+        double y1 = n * (0.1 + 0.7 * pnx_rng_uniform(rng));
+        double px = x0, py = y0;
+        const int steps = 32;
+        for (int i = 1; i <= steps; i++) {
+            double t = (double)i / steps, u = 1 - t;
+            double x = u * u * x0 + 2 * u * t * x1 + t * t * x2;
+            double y = u * u * y0 + 2 * u * t * y1 + t * t * y2;
+            draw_segment(buf, n, px, py, x, y, 1.3, 1.3, WIRE_ATT, WIRE_ATT);
+            px = x;
+            py = y;
+        }
+        /* The electrode: a disc with a bright rim and a metal stud. */
+        double radius = 0.011 * n;
+        for (long y = (long)(y2 - radius - 2); y <= (long)(y2 + radius + 2); y++) {
+            for (long x = (long)(x2 - radius - 2); x <= (long)(x2 + radius + 2); x++) {
+                if (x < 0 || y < 0 || x >= (long)n || y >= (long)n)
+                    continue;
+                double r = sqrt((x - x2) * (x - x2) + (y - y2) * (y - y2)) / radius;
+                double v = ELECTRODE_ATT * (0.4 * smoothstep(1.05, 0.95, r)
+                                            + 0.4 * smoothstep(0.25, 0.0, fabs(r - 0.9))
+                                            + 0.8 * smoothstep(0.3, 0.2, r));
+                float *dst = &buf[(size_t)y * n + (size_t)x];
+                if (v > *dst)
+                    *dst = (float)v;
+            }
+        }
+    }
+}
+
+/* Gas in the colon under the left hemidiaphragm (and sometimes the right). */
+static void place_bowel_gas(const pnx_chest_frame *f, pnx_rng *rng, buffers *b)
+{
+    b->n_bowel = 2 + (int)pnx_rng_below(rng, MAX_BOWEL_GAS - 1);
+    for (int k = 0; k < b->n_bowel; k++) {
+        int side = pnx_rng_uniform(rng) < 0.75 ? PNX_SIDE_LEFT : PNX_SIDE_RIGHT;
+        double xl = 0.12 + 0.25 * pnx_rng_uniform(rng);
+        gas_pocket *g = &b->bowel[k];
+        g->p = side == PNX_SIDE_LEFT ? 0.5 + xl : 0.5 - xl;
+        g->q = pnx_chest_diaphragm_q(f, side, xl) + 0.06 + 0.2 * pnx_rng_uniform(rng);
+        g->rx = 0.015 + 0.025 * pnx_rng_uniform(rng);
+        g->ry = 0.012 + 0.02 * pnx_rng_uniform(rng);
+        g->air = BOWEL_AIR * (0.5 + 0.5 * pnx_rng_uniform(rng));
+    }
+}
+
+/* ---- the picture -------------------------------------------------------- */
+
 
 static void free_buffers(buffers *b)
 {
@@ -282,6 +356,7 @@ static void free_buffers(buffers *b)
     free(b->ring);
     free(b->grey);
     free(b->tmp);
+    free(b->devices);
 }
 
 static double attenuation(const pnx_chest_frame *f, const buffers *b, const pnx_ptx_look *look,
@@ -333,6 +408,13 @@ static double attenuation(const pnx_chest_frame *f, const buffers *b, const pnx_
         double g = gx * gx + gq * gq;
         att -= GASTRIC_AIR * smoothstep(1.0, 0.8, g) * smoothstep(0.003, 0.008, q - bottom);
     }
+    for (int k = 0; k < b->n_bowel; k++) {
+        const gas_pocket *g = &b->bowel[k];
+        double gx = (p - g->p) / g->rx, gq = (q - g->q) / g->ry;
+        double r2 = gx * gx + gq * gq;
+        if (r2 < 1)
+            att -= g->air * smoothstep(1.0, 0.6, r2) * smoothstep(0.01, 0.03, q - bottom);
+    }
 
     double carina = a->heart_cy - 0.26;
     double tx = fabs(p - 0.503);
@@ -382,7 +464,8 @@ int pnx_chest_render(const pnx_chest_frame *f, const pnx_image *lesion,
     b.coarse = malloc(count * sizeof(float));
     b.grey = malloc(count * sizeof(float));
     b.tmp = malloc(count * sizeof(float));
-    if (!b.vessels || !b.fine || !b.coarse || !b.grey || !b.tmp) {
+    b.devices = calloc(count, sizeof(float));
+    if (!b.vessels || !b.fine || !b.coarse || !b.grey || !b.tmp || !b.devices) {
         free_buffers(&b);
         return pnx_fail(PNX_ENOMEM, "out of memory for a %u x %u picture", n, n);
     }
@@ -396,6 +479,12 @@ int pnx_chest_render(const pnx_chest_frame *f, const pnx_image *lesion,
 
     pnx_rng rng;
     draw_vessels(f, b.vessels);
+    /* Vessels are blurred by the lung around them and by the focal spot. */
+    box_blur(b.vessels, b.tmp, n, 1, 1);
+    pnx_rng_seed(&rng, noise_seed, STREAM_DEVICES);
+    draw_devices(f, &rng, b.devices);
+    pnx_rng_seed(&rng, noise_seed, STREAM_BOWEL);
+    place_bowel_gas(f, &rng, &b);
     pnx_rng_seed(&rng, f->anatomy.texture_seed, STREAM_TEXTURE);
     smooth_noise(&rng, b.fine, b.tmp, n, 2);
     smooth_noise(&rng, b.coarse, b.tmp, n, 7);
@@ -405,7 +494,7 @@ int pnx_chest_render(const pnx_chest_frame *f, const pnx_image *lesion,
             double p, q;
             pnx_chest_pixel_to_anatomy(f, x, y, &p, &q);
             size_t idx = (size_t)y * n + x;
-            double att = attenuation(f, &b, look, idx, p, q);
+            double att = attenuation(f, &b, look, idx, p, q) + b.devices[idx];
             if (att < 0)
                 att = 0;
             b.grey[idx] = (float)(255.0 * (1.0 - exp(-f->pose.exposure * att)));
