@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "ingest/dcmtk_adapter.h"
 #include "ingest/decode_internal.h"
 #include "ingest/ingest.h"
+#include "ingest/nesting.h"
 
 #define SNIFF_BYTES 132
 
@@ -78,10 +80,23 @@ static int precheck(const char *path, pnx_decode_result *r)
             break;
         got += (size_t)n;
     }
-    close(fd);
-    if (!pnx_ingest_sniff(head, got))
+    if (!pnx_ingest_sniff(head, got)) {
+        close(fd);
         return set_error(r, PNX_INGEST_ERR_NOT_DICOM,
                          "not DICOM: no 'DICM' marker at byte 128 and no dataset start");
+    }
+    /* A mapping that fails (say, over the worker's address-space limit)
+     * only skips the scan. */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map != MAP_FAILED) {
+        int deep = pnx_nesting_exceeds(map, (size_t)st.st_size, PNX_MAX_SEQUENCE_DEPTH);
+        munmap(map, (size_t)st.st_size);
+        if (deep)
+            return set_error(r, PNX_INGEST_ERR_MALFORMED,
+                             "sequences nested deeper than %d levels (hostile file?)",
+                             PNX_MAX_SEQUENCE_DEPTH);
+    }
     return PNX_INGEST_OK;
 }
 

@@ -77,8 +77,9 @@ enum pnx_ingest_error_kind {
     PNX_INGEST_ERR_NOT_DICOM,   /* "not_dicom": empty, text, no DICM/dataset start */
     PNX_INGEST_ERR_TRUNCATED,   /* "truncated": the file ends inside the dataset
                                  * or the pixel data is shorter than declared */
-    PNX_INGEST_ERR_MALFORMED,   /* "malformed": DICOM, but inconsistent or
-                                 * missing a required attribute */
+    PNX_INGEST_ERR_MALFORMED,   /* "malformed": DICOM, but inconsistent,
+                                 * missing a required attribute, or nesting
+                                 * sequences deeper than any real file */
     PNX_INGEST_ERR_UNSUPPORTED_SYNTAX, /* "unsupported_syntax": JPEG 2000, … */
     PNX_INGEST_ERR_COLOUR,      /* "colour": Samples per Pixel ≠ 1 or RGB/YBR */
     PNX_INGEST_ERR_MULTIFRAME,  /* "multiframe": Number of Frames > 1 */
@@ -184,6 +185,9 @@ enum pnx_decode_flags {
     PNX_DECODE_PIXELS = 1, /* decode the image; without it only metadata and
                             * the header checks (budget, syntax, colour,
                             * frames) are done */
+    PNX_DECODE_TEST_CRASH = 1u << 30, /* test hook: the pool worker dies of
+                            * SIGSEGV on this job, as a decoder crash would
+                            * (ignored outside pool workers) */
 };
 
 /* The outcome for one file. On error, meta holds whatever was read before

@@ -182,6 +182,10 @@ static void worker_main(int fd, const pnx_ingest_limits *lim)
             break;
         path[job.path_len] = '\0';
 
+        if (job.flags & PNX_DECODE_TEST_CRASH) {
+            signal(SIGSEGV, SIG_DFL); /* past any sanitizer's handler */
+            raise(SIGSEGV);
+        }
         arm_cpu_limit(lim->timeout_s);
         pnx_decode_run(path, lim, job.flags, r);
 

@@ -325,6 +325,33 @@ static void test_decode_generated_16bit_window_and_budget(void **state)
     free(dir);
 }
 
+/* The nesting pre-scan: 256 levels are a (strange) file, 257 are refused
+ * before DCMTK, whose recursion would crash a few thousand levels down. */
+static void test_decode_nesting_limit(void **state)
+{
+    (void)state;
+    char *dir = gen_tmpdir();
+    assert_non_null(dir);
+    char p[4096];
+    static uint8_t px[8 * 8];
+    gen_image g = small_image("1.2.826.0.1.3680043.9.7307.4.5", px, 8, 8);
+    g.nested_sequences = 256;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, dir, "n256.dcm"), &g), 0);
+    pnx_decode_result r;
+    decode(p, &r);
+    assert_int_equal(r.error_kind, PNX_INGEST_OK);
+    pnx_decode_result_free(&r);
+    g.nested_sequences = 257;
+    assert_int_equal(gen_write(gen_path(p, sizeof p, dir, "n257.dcm"), &g), 0);
+    decode(p, &r);
+    assert_int_equal(r.error_kind, PNX_INGEST_ERR_MALFORMED);
+    assert_string_equal(r.error, "sequences nested deeper than 256 levels (hostile file?)");
+    assert_null(r.image.pixels);
+    pnx_decode_result_free(&r);
+    gen_rmtree(dir);
+    free(dir);
+}
+
 static int file_exists(const char *path)
 {
     return access(path, R_OK) == 0;
@@ -478,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_walk),
         cmocka_unit_test(test_decode_generated_8bit),
         cmocka_unit_test(test_decode_generated_16bit_window_and_budget),
+        cmocka_unit_test(test_decode_nesting_limit),
         cmocka_unit_test(test_decode_real_siim_equals_dcmj2pnm),
         cmocka_unit_test(test_decode_real_other_files),
     };
