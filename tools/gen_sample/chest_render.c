@@ -8,8 +8,15 @@
 #include "common/error.h"
 #include "common/rng.h"
 
-/* RNG streams of one patient's texture and one image's noise. */
-enum { STREAM_VESSELS = 1, STREAM_TEXTURE = 3, STREAM_NOISE = 4, STREAM_DEVICES = 5, STREAM_BOWEL = 6 };
+/* RNG streams: vessels and texture belong to the patient (seeded from the
+ * anatomy), noise, leads and bowel gas to the film (seeded from noise_seed). */
+enum {
+    STREAM_VESSELS = 1, /* + side */
+    STREAM_TEXTURE = 3,
+    STREAM_NOISE = 4,
+    STREAM_DEVICES = 5,
+    STREAM_BOWEL = 6,
+};
 
 /* Attenuation of tissues, in the units of pnx_chest_anatomy.soft_tissue. */
 #define BACKGROUND_ATT 0.03

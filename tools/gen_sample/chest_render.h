@@ -2,7 +2,8 @@
  * tools/gen_sample/chest_render.h — paints a synthetic chest radiograph.
  *
  * The picture is built as an attenuation map (soft tissue, air in the lungs
- * and trachea, bone, heart, abdomen, lung vessels and texture), turned into
+ * and trachea, bone, heart, abdomen and bowel gas, lung vessels and texture,
+ * and on some films ECG leads lying on the patient), turned into
  * grey levels by a film curve, edge-enhanced as CR processing does, and
  * given quantum noise. Air is dark (MONOCHROME2).
  *
