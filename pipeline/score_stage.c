@@ -355,6 +355,16 @@ static int take_result(score_state *st, pnx_decode_result *r)
     return st->n_batch == st->req->batch_size ? run_batch(st) : 0;
 }
 
+/* Threads that postprocess and write a batch's images. Writing waits on
+ * fsync (every file and its folder, for atomicity) more than it computes,
+ * so more threads than CPUs keep the disk busy; never more than a batch. */
+static unsigned post_threads(const pnx_score_request *req)
+{
+    unsigned cpus = req->threads > 0 ? (unsigned)req->threads : pnx_cpu_count();
+    unsigned n = 2 * cpus < 4 ? 4 : 2 * cpus;
+    return n > (unsigned)req->batch_size ? (unsigned)req->batch_size : n;
+}
+
 static int stop_requested(const score_state *st)
 {
     return st->req->stop && *st->req->stop;
@@ -471,10 +481,8 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
     char **todo = NULL;
     size_t n_todo = 0;
 
-    if ((rc = pnx_ingest_walk(req->dicom_dir, &files))) {
-        pnx_fail_prefix(rc, "score: %s", req->dicom_dir);
+    if ((rc = pnx_ingest_walk(req->dicom_dir, &files)))
         goto out;
-    }
     report->files = (int64_t)files.count;
     /* Workers are forked before the model's threads and memory exist. */
     unsigned workers = req->workers > 0 ? (unsigned)req->workers : pnx_cpu_count();
@@ -530,7 +538,7 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
     if (report->resumed)
         pnx_log_info("score: resuming run %" PRId64 ": %" PRId64 " of %zu files already done",
                      report->run_id, report->already_done, files.count);
-    if ((rc = pnx_pool_create(&st.post_pool, (unsigned)req->threads)) ||
+    if ((rc = pnx_pool_create(&st.post_pool, post_threads(req))) ||
         (rc = pnx_db_predictions_writer_open(&st.predictions, db, report->run_id,
                                              req->commit_every)) ||
         (rc = pnx_db_instances_writer_open(&st.instances, db, report->run_id)))
