@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "ingest/grayscale.h"
 #include "ingest/ingest.h"
+#include "ingest/nesting.h"
 #include "test_ingest_gen.h"
 
 #define SIIM_DIR PNX_SHARED_DIR "/realdata/siim"
@@ -352,6 +353,45 @@ static void test_decode_nesting_limit(void **state)
     free(dir);
 }
 
+/* The pre-scan reads untrusted bytes in C: every prefix and random damage
+ * of a nested file must be scanned without reading out of bounds (this
+ * test earns its keep under -DPNEUMOSEG_SANITIZE=ON). */
+static void test_nesting_scan_on_damaged_input(void **state)
+{
+    (void)state;
+    static uint8_t px[4 * 4];
+    gen_image g = small_image("1.2.826.0.1.3680043.9.7307.4.6", px, 4, 4);
+    g.nested_sequences = 40;
+    uint8_t *data = NULL;
+    size_t len = gen_build(&g, &data);
+    assert_true(len > 0);
+    assert_int_equal(pnx_nesting_exceeds(data, len, 40), 0);
+    assert_int_equal(pnx_nesting_exceeds(data, len, 39), 1);
+    for (size_t cut = 0; cut <= len; cut++) {
+        /* A copy of exactly cut bytes, so that ASan sees any overread. */
+        uint8_t *prefix = malloc(cut ? cut : 1);
+        assert_non_null(prefix);
+        memcpy(prefix, data, cut);
+        int v = pnx_nesting_exceeds(prefix, cut, 39);
+        assert_true(v == 0 || v == 1);
+        free(prefix);
+    }
+    uint32_t seed = 12345;
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    for (int round = 0; round < 2000; round++) {
+        memcpy(copy, data, len);
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            copy[(seed >> 8) % len] = (uint8_t)(seed >> 24);
+        }
+        int v = pnx_nesting_exceeds(copy, len, 8);
+        assert_true(v == 0 || v == 1);
+    }
+    free(copy);
+    free(data);
+}
+
 static int file_exists(const char *path)
 {
     return access(path, R_OK) == 0;
@@ -506,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_decode_generated_8bit),
         cmocka_unit_test(test_decode_generated_16bit_window_and_budget),
         cmocka_unit_test(test_decode_nesting_limit),
+        cmocka_unit_test(test_nesting_scan_on_damaged_input),
         cmocka_unit_test(test_decode_real_siim_equals_dcmj2pnm),
         cmocka_unit_test(test_decode_real_other_files),
     };
