@@ -326,6 +326,50 @@ static void test_long_strings(void **state)
     pnx_image_free(&m);
 }
 
+/* Random strings over the characters RLE text is made of (and a few it is
+ * not): decoding either succeeds and sets exactly the pixels a naive
+ * decoder sets, or fails and leaves the mask as it was. Never a crash (run
+ * under ASan/UBSan with -DPNEUMOSEG_SANITIZE=ON). */
+static void test_random_strings(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "0123456789012345678901234567890123456789    -x\t.";
+    pnx_rng rng;
+    pnx_rng_seed(&rng, 17, 2);
+    pnx_image m = make_mask(7, 5), before = make_mask(7, 5), naive = make_mask(7, 5);
+    char text[48];
+    int ok = 0, bad = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t len = (size_t)pnx_rng_below(&rng, sizeof text);
+        for (size_t i = 0; i < len; i++)
+            text[i] = alphabet[pnx_rng_below(&rng, sizeof alphabet - 1)];
+        for (size_t i = 0; i < 35; i++)
+            m.pixels[i] = before.pixels[i] = (uint8_t)pnx_rng_below(&rng, 2);
+        pnx_rle_fmt fmt = (pnx_rle_fmt)pnx_rng_below(&rng, 2);
+        int rc = pnx_rle_decode(text, len, fmt, &m, NULL);
+        if (rc) {
+            assert_true(rc == PNX_EFORMAT || rc == PNX_ERANGE);
+            assert_memory_equal(m.pixels, before.pixels, 35);
+            bad++;
+            continue;
+        }
+        ok++;
+        char copy[sizeof text + 1];
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        memcpy(naive.pixels, before.pixels, 35);
+        if (!pnx_rle_is_empty(copy, len))
+            naive_decode(copy, fmt == PNX_RLE_FMT_ABSOLUTE, &naive);
+        assert_memory_equal(m.pixels, naive.pixels, 35);
+    }
+    /* Both outcomes must have been exercised for the test to mean anything. */
+    assert_true(ok > 100);
+    assert_true(bad > 100);
+    pnx_image_free(&m);
+    pnx_image_free(&before);
+    pnx_image_free(&naive);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_format_names),
         cmocka_unit_test(test_round_trip_random),
         cmocka_unit_test(test_long_strings),
+        cmocka_unit_test(test_random_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,12 +99,15 @@ static void test_images(void **state)
             char *text;
             assert_int_equal(pnx_rle_encode(&m, (pnx_rle_fmt)f, &text), 0);
             memset(back.pixels, 0, pnx_image_size(&back));
-            memset(naive.pixels, 0, pnx_image_size(&naive));
+            if (f == PNX_RLE_FMT_ABSOLUTE)
+                memset(naive.pixels, 0, pnx_image_size(&naive));
             assert_int_equal(pnx_rle_decode(text, strlen(text), (pnx_rle_fmt)f, &back, NULL), 0);
-            naive_decode(text, f, &naive);
+            /* test_rows already compared relative strings with the naive decoder */
+            if (f == PNX_RLE_FMT_ABSOLUTE)
+                naive_decode(text, 1, &naive);
             free(text);
             if (memcmp(m.pixels, back.pixels, pnx_image_size(&m)) != 0 ||
-                memcmp(m.pixels, naive.pixels, pnx_image_size(&m)) != 0)
+                (f == PNX_RLE_FMT_ABSOLUTE && memcmp(m.pixels, naive.pixels, pnx_image_size(&m)) != 0))
                 fail_msg("ImageId %s: re-encoded mask decodes differently", pnx_rle_index_id(ix, i));
         }
     }
