@@ -5,6 +5,7 @@
  */
 #include "model/unet.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +26,26 @@ static int add_act(pnx_unet *m, int c, int level)
     return m->n_acts++;
 }
 
+/* dst = "a.b". The names are the seed's, far below the limit. */
+static void join_name(char *dst, size_t size, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    assert(la + 1 + lb < size);
+    if (la + 1 + lb >= size) {
+        dst[0] = '\0';
+        return;
+    }
+    memcpy(dst, a, la);
+    dst[la] = '.';
+    memcpy(dst + la + 1, b, lb + 1);
+}
+
 static size_t add_tensor(pnx_unet *m, const char *layer, const char *suffix, pnx_unet_kind kind,
                          int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
     unet_tensor *t = &m->tensors[m->n_tensors++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s.%s", layer, suffix);
+    join_name(t->name, sizeof t->name, layer, suffix);
     t->kind = kind;
     t->ndim = ndim;
     int64_t dims[4] = {d0, d1, d2, d3};
@@ -71,8 +86,8 @@ static int add_cbr(pnx_unet *m, const char *name, int in, int cout)
 {
     unet_layer *l = add_layer(m, LAYER_CBR, name, in, -1, cout);
     char conv[UNET_NAME_MAX], bn[UNET_NAME_MAX];
-    snprintf(conv, sizeof conv, "%s.0", name);
-    snprintf(bn, sizeof bn, "%s.1", name);
+    join_name(conv, sizeof conv, name, "0");
+    join_name(bn, sizeof bn, name, "1");
     l->w = add_tensor(m, conv, "weight", PNX_UNET_PARAMETER, 4, cout, l->cin, 3, 3);
     l->b = add_tensor(m, conv, "bias", PNX_UNET_PARAMETER, 1, cout, 0, 0, 0);
     l->gamma = add_tensor(m, bn, "weight", PNX_UNET_PARAMETER, 1, cout, 0, 0, 0);
@@ -287,12 +302,72 @@ static void carve_acts(pnx_unet *m, carver *c)
     }
 }
 
-static size_t carve_training(pnx_unet *m, carver *c)
+/* An activation's gradient is alive from the backward step of its last
+ * consumer (which writes it; the loss writes the logits' before step 0) to
+ * that of its producer (which reads it last). Gradients whose lifetimes do
+ * not overlap share memory: offsets into one arena, first fit by size. Every
+ * first write overwrites (see backward_layer), so reused memory needs no
+ * clearing. Returns the arena's size in bytes. */
+static size_t plan_grad_arena(const pnx_unet *m, size_t *offset)
 {
-    size_t largest = 0;
+    const int L = m->n_layers;
+    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS], order[UNET_MAX_ACTS], n = 0;
+    size_t bytes[UNET_MAX_ACTS];
+    for (int a = 0; a < m->n_acts; a++) {
+        start[a] = L;
+        end[a] = -1;
+        bytes[a] = (act_count(m, a) * sizeof(float) + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
+    }
+    for (int i = 0; i < L; i++) {
+        const unet_layer *l = &m->layers[i];
+        int t = L - 1 - i; /* the backward step of layer i */
+        end[l->out] = t;
+        if (t < start[l->in])
+            start[l->in] = t;
+        if (l->kind == LAYER_CONCAT && t < start[l->in2])
+            start[l->in2] = t;
+    }
+    start[m->logits_act] = -1;
     for (int a = 0; a < m->n_acts; a++)
         if (a != m->input_act)
-            m->acts[a].grad = carve(c, act_count(m, a) * sizeof(float));
+            order[n++] = a;
+    for (int i = 1; i < n; i++) /* by size, largest first */
+        for (int k = i; k > 0 && bytes[order[k]] > bytes[order[k - 1]]; k--) {
+            int tmp = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = tmp;
+        }
+    size_t arena = 0;
+    for (int i = 0; i < n; i++) {
+        int a = order[i];
+        size_t off = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int k = 0; k < i; k++) {
+                int b = order[k];
+                int same_time = start[a] <= end[b] && start[b] <= end[a];
+                int same_bytes = off < offset[b] + bytes[b] && offset[b] < off + bytes[a];
+                if (same_time && same_bytes) {
+                    off = offset[b] + bytes[b];
+                    moved = 1;
+                }
+            }
+        }
+        offset[a] = off;
+        if (off + bytes[a] > arena)
+            arena = off + bytes[a];
+    }
+    return arena;
+}
+
+static size_t carve_training(pnx_unet *m, carver *c)
+{
+    size_t offset[UNET_MAX_ACTS] = {0};
+    size_t arena_bytes = plan_grad_arena(m, offset);
+    char *arena = carve(c, arena_bytes);
+    for (int a = 0; a < m->n_acts; a++)
+        m->acts[a].grad = arena && a != m->input_act ? (float *)(arena + offset[a]) : NULL;
+    size_t largest = 0;
     for (int i = 0; i < m->n_layers; i++) {
         unet_layer *l = &m->layers[i];
         if (l->kind != LAYER_CBR)
