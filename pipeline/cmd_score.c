@@ -236,6 +236,8 @@ int pnx_cmd_score(int argc, char **argv)
         rc = pnx_fail(PNX_EINVAL, "no DICOM folder: give DIR or score.dicom_dir");
     if (!rc && !sc->model)
         rc = pnx_fail(PNX_EINVAL, "no model: give --model or score.model");
+    if (!rc && access(sc->model, R_OK) != 0)
+        rc = pnx_fail(PNX_EINVAL, "model %s: %s", sc->model, strerror(errno));
     if (!rc && FLAG(OPT_FRESH) && resume)
         rc = pnx_fail(PNX_EINVAL, "--fresh and --resume exclude each other");
     if (rc) {

@@ -406,15 +406,14 @@ static int score_files(score_state *st, pnx_decode_pool *pool, char **todo, size
 static int check_request(const pnx_score_request *req)
 {
     if (!req->dicom_dir || !req->model_path || !req->output_dir)
-        return pnx_fail(PNX_EINVAL, "score: a DICOM folder, a model and an output folder are "
-                                    "needed");
+        return pnx_fail(PNX_EINVAL, "a DICOM folder, a model and an output folder are needed");
     if (req->device == PNX_DEVICE_CUDA)
-        return pnx_fail(PNX_ENOTBUILT, "score: the CUDA backend is not available to the score "
-                                       "stage in this build; use --device cpu");
+        return pnx_fail(PNX_ENOTBUILT, "the CUDA backend is not available to the score stage "
+                                       "in this build; use --device cpu");
     if (req->batch_size < 1 || req->commit_every < 1)
-        return pnx_fail(PNX_EINVAL, "score: batch_size and commit_every must be at least 1");
+        return pnx_fail(PNX_EINVAL, "batch_size and commit_every must be at least 1");
     if (req->overlay_size < 0 || req->overlay_size > 65535)
-        return pnx_fail(PNX_EINVAL, "score: overlay size out of range");
+        return pnx_fail(PNX_EINVAL, "overlay size out of range");
     return pnx_postprocess_params_check(&req->post);
 }
 
