@@ -478,6 +478,24 @@ static void test_outputs(void **state)
     char expect[64];
     snprintf(expect, sizeof expect, "\"evaluated\": %d,", N_GOOD);
     assert_non_null(strstr(json, expect));
+    sqlite3 *s2 = open_db(db);
+    snprintf(expect, sizeof expect, "\"not_scored\": %lld,", /* bad files with a UID */
+             (long long)q_int(s2, "SELECT COUNT(*) FROM predictions WHERE status = 'error'"));
+    sqlite3_close(s2);
+    assert_non_null(strstr(json, expect));
+
+    /* The table, and a run that does not exist. */
+    snprintf(cmd, sizeof cmd, "'%s' evaluate -q --config '%s' --db '%s' --rle-csv '%s'",
+             PNX_PNEUMOSEG, g_yaml, db, csv);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    got = fread(json, 1, sizeof json - 1, p);
+    json[got] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(json, "mean Dice (competition)     1.0000"));
+    assert_int_equal(run_cmd("'%s' evaluate -q --config '%s' --db '%s' --run 999 2>/dev/null",
+                             PNX_PNEUMOSEG, g_yaml, db),
+                     1);
 }
 
 /* Nothing passes a threshold of 1: negatives with and without SEG. */
