@@ -22,7 +22,7 @@ root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-python3}
 cpus=$(nproc)
 
-cmake --build "$build" --target bench_ingest pneumoseg >/dev/null
+cmake --build "$build" --target bench_ingest pneumoseg >/dev/null 2>&1
 bin=$(find "$build/bench/ingest" -name bench_ingest -type f | head -n1)
 
 dir=${3:-}
