@@ -113,7 +113,7 @@ static int next_value(value_cursor *c, uint64_t *v)
         while (c->p < c->end && !is_blank(*c->p))
             c->p++;
         int n = (int)(c->p - bad > 40 ? 40 : c->p - bad);
-        if (bad[0] == '-')
+        if (bad[0] == '-' && n > 1 && (unsigned)(bad[1] - '0') < 10u)
             return pnx_fail(PNX_EFORMAT, "value %llu of %llu: '%.*s' is negative",
                             (unsigned long long)c->index, total_of(c), n, bad);
         return pnx_fail(PNX_EFORMAT, "value %llu of %llu: '%.*s' is not a non-negative integer",
