@@ -7,7 +7,10 @@
 # studies with pneumoseg-gen-sample (kept in WORK_DIR, default
 # /tmp/pnx-bench-dataset, and reused when already there), then times
 # `pneumoseg dataset` at 128² and 256² with one and with all decode workers,
-# and prints the stage's own timing line (headers, pixels, images/s).
+# and prints the stage's own timing line (headers, pixels, images/s) with
+# the CPU time of the whole run (the decode workers included), and the load
+# average: on a shared machine CPU seconds per image are the figure to
+# compare, wall time depends on who else runs.
 # Rebuilding is bounded by JPEG decoding in the workers.
 set -eu
 build=${1:?usage: run.sh BUILD_DIR [STUDIES] [WORK_DIR]}
@@ -39,11 +42,13 @@ dataset:
   rle_csv: $sample/train-rle.csv
   image_size: $size
 YAML
-        start=$(date +%s.%N)
-        "$pneumoseg" dataset --config "$work/pipeline.yaml" -q > "$work/summary.txt"
-        end=$(date +%s.%N)
-        printf 'size %4d  workers %-3s  wall %6.1f s  ' "$size" "$([ "$workers" = 0 ] && echo all || echo "$workers")" \
-            "$(echo "$end - $start" | bc)"
+        /usr/bin/time -f '%e %U %S' -o "$work/cpu.txt" \
+            "$pneumoseg" dataset --config "$work/pipeline.yaml" -q > "$work/summary.txt"
+        read -r wall user sys < "$work/cpu.txt"
+        printf 'size %4d  workers %-3s  wall %6.1f s  cpu %5.1f s (%.1f ms/image)  load %s\n    ' \
+            "$size" "$([ "$workers" = 0 ] && echo all || echo "$workers")" "$wall" \
+            "$(echo "$user + $sys" | bc)" "$(echo "($user + $sys) * 1000 / $studies" | bc -l)" \
+            "$(cut -d' ' -f1 /proc/loadavg)"
         grep '^time:' "$work/summary.txt"
     done
 done
