@@ -63,7 +63,8 @@ typedef struct pnx_backend_ops {
     const char *name; /* "reference", "cpu", "cuda" */
     void (*destroy)(pnx_backend *be);
 
-    /* Memory: zero-filled allocations in the backend's address space. */
+    /* Memory: zero-filled allocations in the backend's address space;
+     * release(NULL) does nothing. */
     int (*alloc)(pnx_backend *be, size_t bytes, void **out);
     void (*release)(pnx_backend *be, void *p);
     int (*upload)(pnx_backend *be, void *dst, const void *host_src, size_t bytes);

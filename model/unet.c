@@ -188,8 +188,6 @@ int pnx_unet_create(pnx_unet **out, pnx_backend *be, int base_width)
     build_graph(m);
     int rc = be->ops->alloc(be, m->n_params * sizeof(float), (void **)&m->params);
     if (!rc)
-        rc = be->ops->alloc(be, m->n_params * sizeof(float), (void **)&m->grads);
-    if (!rc)
         rc = be->ops->alloc(be, m->n_running * sizeof(float), (void **)&m->running);
     if (!rc) {
         m->counters = calloc((size_t)m->n_bn, sizeof *m->counters);
@@ -223,6 +221,7 @@ static void free_plan(pnx_unet *m)
     }
     m->n = m->h = m->w = 0;
     m->planned_training = 0;
+    m->acts_kept = 0;
     m->have_forward = 0;
 }
 
@@ -284,61 +283,25 @@ static float *target_buffer(pnx_unet *m)
     return m->acts[m->logits_act].data + act_count(m, m->logits_act);
 }
 
-static void carve_acts(pnx_unet *m, carver *c)
+/* Places n buffers of bytes[i], each alive over the steps [start[i], end[i]],
+ * in one arena so that buffers alive at the same step never overlap: first
+ * fit, largest first. Buffers with bytes 0 are left out. Returns the arena
+ * size; offset[i] receives each buffer's place. */
+static size_t first_fit(int n, const size_t *bytes, const int *start, const int *end,
+                        size_t *offset)
 {
-    for (int a = 0; a < m->n_acts; a++) {
-        size_t count = act_count(m, a);
-        /* The logits are followed by room for the target. */
-        m->acts[a].data = carve(c, (a == m->logits_act ? 2 : 1) * count * sizeof(float));
-    }
-    for (int i = 0; i < m->n_layers; i++) {
-        unet_layer *l = &m->layers[i];
-        if (l->kind == LAYER_CBR) {
-            l->save_mean = carve(c, (size_t)l->cout * sizeof(float));
-            l->save_invstd = carve(c, (size_t)l->cout * sizeof(float));
-        } else if (l->kind == LAYER_POOL) {
-            l->argmax = carve(c, act_count(m, l->out));
-        }
-    }
-}
-
-/* An activation's gradient is alive from the backward step of its last
- * consumer (which writes it; the loss writes the logits' before step 0) to
- * that of its producer (which reads it last). Gradients whose lifetimes do
- * not overlap share memory: offsets into one arena, first fit by size. Every
- * first write overwrites (see backward_layer), so reused memory needs no
- * clearing. Returns the arena's size in bytes. */
-static size_t plan_grad_arena(const pnx_unet *m, size_t *offset)
-{
-    const int L = m->n_layers;
-    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS], order[UNET_MAX_ACTS], n = 0;
-    size_t bytes[UNET_MAX_ACTS];
-    for (int a = 0; a < m->n_acts; a++) {
-        start[a] = L;
-        end[a] = -1;
-        bytes[a] = (act_count(m, a) * sizeof(float) + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
-    }
-    for (int i = 0; i < L; i++) {
-        const unet_layer *l = &m->layers[i];
-        int t = L - 1 - i; /* the backward step of layer i */
-        end[l->out] = t;
-        if (t < start[l->in])
-            start[l->in] = t;
-        if (l->kind == LAYER_CONCAT && t < start[l->in2])
-            start[l->in2] = t;
-    }
-    start[m->logits_act] = -1;
-    for (int a = 0; a < m->n_acts; a++)
-        if (a != m->input_act)
-            order[n++] = a;
-    for (int i = 1; i < n; i++) /* by size, largest first */
+    int order[UNET_MAX_ACTS], count = 0;
+    for (int i = 0; i < n; i++)
+        if (bytes[i])
+            order[count++] = i;
+    for (int i = 1; i < count; i++)
         for (int k = i; k > 0 && bytes[order[k]] > bytes[order[k - 1]]; k--) {
             int tmp = order[k];
             order[k] = order[k - 1];
             order[k - 1] = tmp;
         }
     size_t arena = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < count; i++) {
         int a = order[i];
         size_t off = 0;
         for (int moved = 1; moved;) {
@@ -360,15 +323,81 @@ static size_t plan_grad_arena(const pnx_unet *m, size_t *offset)
     return arena;
 }
 
+static size_t aligned_bytes(size_t floats)
+{
+    return (floats * sizeof(float) + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
+}
+
+/* Activations. For training every one is kept for backward. For inference
+ * an activation lives from the layer that makes it (step i) to its last
+ * consumer, and the logits to the end (the loss reads them), so most share
+ * memory. */
+static void carve_acts(pnx_unet *m, carver *c, int training)
+{
+    const int L = m->n_layers;
+    size_t bytes[UNET_MAX_ACTS], offset[UNET_MAX_ACTS] = {0};
+    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
+    for (int a = 0; a < m->n_acts; a++) {
+        /* The logits are followed by room for the target. */
+        bytes[a] = aligned_bytes((a == m->logits_act ? 2 : 1) * act_count(m, a));
+        start[a] = training ? -1 : L;
+        end[a] = training ? L : -1;
+    }
+    start[m->input_act] = -1;
+    for (int i = 0; i < L; i++) {
+        const unet_layer *l = &m->layers[i];
+        if (i < start[l->out])
+            start[l->out] = i;
+        if (i > end[l->in])
+            end[l->in] = i;
+        if (l->kind == LAYER_CONCAT && i > end[l->in2])
+            end[l->in2] = i;
+    }
+    end[m->logits_act] = L;
+    char *arena = carve(c, first_fit(m->n_acts, bytes, start, end, offset));
+    for (int a = 0; a < m->n_acts; a++)
+        m->acts[a].data = arena ? (float *)(arena + offset[a]) : NULL;
+    for (int i = 0; i < L; i++) {
+        unet_layer *l = &m->layers[i];
+        if (l->kind == LAYER_CBR) {
+            l->save_mean = carve(c, (size_t)l->cout * sizeof(float));
+            l->save_invstd = carve(c, (size_t)l->cout * sizeof(float));
+        } else if (l->kind == LAYER_POOL) {
+            l->argmax = carve(c, act_count(m, l->out));
+        }
+    }
+}
+
+/* An activation's gradient is alive from the backward step of its last
+ * consumer (which writes it; the loss writes the logits' before step 0) to
+ * that of its producer (which reads it last). Gradients whose lifetimes do
+ * not overlap share memory. Every first write overwrites (see
+ * backward_layer), so reused memory needs no clearing. */
 static size_t carve_training(pnx_unet *m, carver *c)
 {
-    size_t offset[UNET_MAX_ACTS] = {0};
-    size_t arena_bytes = plan_grad_arena(m, offset);
-    char *arena = carve(c, arena_bytes);
+    const int L = m->n_layers;
+    size_t bytes[UNET_MAX_ACTS], offset[UNET_MAX_ACTS] = {0};
+    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
+    for (int a = 0; a < m->n_acts; a++) {
+        bytes[a] = a == m->input_act ? 0 : aligned_bytes(act_count(m, a));
+        start[a] = L;
+        end[a] = -1;
+    }
+    for (int i = 0; i < L; i++) {
+        const unet_layer *l = &m->layers[i];
+        int t = L - 1 - i; /* the backward step of layer i */
+        end[l->out] = t;
+        if (t < start[l->in])
+            start[l->in] = t;
+        if (l->kind == LAYER_CONCAT && t < start[l->in2])
+            start[l->in2] = t;
+    }
+    start[m->logits_act] = -1;
+    char *arena = carve(c, first_fit(m->n_acts, bytes, start, end, offset));
     for (int a = 0; a < m->n_acts; a++)
         m->acts[a].grad = arena && a != m->input_act ? (float *)(arena + offset[a]) : NULL;
     size_t largest = 0;
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < L; i++) {
         unet_layer *l = &m->layers[i];
         if (l->kind != LAYER_CBR)
             continue;
@@ -382,22 +411,30 @@ static size_t carve_training(pnx_unet *m, carver *c)
 
 static int plan(pnx_unet *m, int n, int h, int w, int training)
 {
-    if (m->act_block && (m->n != n || m->h != h || m->w != w))
+    /* A new shape, or training on activations laid out for inference only,
+     * starts over. */
+    if (m->act_block && (m->n != n || m->h != h || m->w != w || (training && !m->acts_kept)))
         free_plan(m);
     pnx_backend *be = m->be;
+    if (training && !m->grads) {
+        int rc = be->ops->alloc(be, m->n_params * sizeof(float), (void **)&m->grads);
+        if (rc)
+            return pnx_fail_prefix(rc, "parameter gradients");
+    }
     if (!m->act_block) {
         m->n = n;
         m->h = h;
         m->w = w;
         carver measure = {NULL, 0};
-        carve_acts(m, &measure);
+        carve_acts(m, &measure, training);
         int rc = be->ops->alloc(be, measure.used, &m->act_block);
         if (rc) {
             free_plan(m);
             return pnx_fail_prefix(rc, "activations for a batch of %d at %dx%d", n, w, h);
         }
         carver real = {m->act_block, 0};
-        carve_acts(m, &real);
+        carve_acts(m, &real, training);
+        m->acts_kept = training;
     }
     if (training && !m->planned_training) {
         carver measure = {NULL, 0};
@@ -605,6 +642,8 @@ int pnx_unet_adam_step(pnx_unet *m, const pnx_adam_hparams *h)
         !(h->eps > 0) || !(h->weight_decay >= 0))
         return pnx_fail(PNX_EINVAL, "invalid Adam settings (lr %g, betas %g/%g, eps %g, wd %g)",
                         h->lr, h->beta1, h->beta2, h->eps, h->weight_decay);
+    if (!m->grads)
+        return pnx_fail(PNX_EINVAL, "an Adam step needs a backward pass first");
     int rc = pnx_unet_ensure_adam_state(m);
     if (rc)
         return rc;

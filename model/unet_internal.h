@@ -72,7 +72,8 @@ struct pnx_unet {
     size_t n_params, n_running;
     int n_bn;
 
-    float *params, *grads, *adam_m, *adam_v; /* n_params each; m, v lazily */
+    float *params, *grads, *adam_m, *adam_v; /* n_params each; the last three
+                                                * allocated when first needed */
     float *running;                          /* n_running */
     int64_t *counters;                       /* host, n_bn */
     int64_t adam_steps;
@@ -81,6 +82,7 @@ struct pnx_unet {
      * buffers), one for training extras and gradients. */
     int n, h, w;
     int planned_training;
+    int acts_kept; /* activations laid out for backward (else shared) */
     void *act_block, *train_block;
     float *scratch; /* training: the largest CBR output, for dBN */
     int last_forward_training;

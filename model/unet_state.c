@@ -66,7 +66,9 @@ static int locate(const pnx_unet *m, const char *name, pnx_unet_view view, size_
     case PNX_UNET_ADAM_V: base = m->adam_v; break;
     }
     if (!base)
-        return pnx_fail(PNX_EINVAL, "the U-Net has no Adam state yet");
+        return pnx_fail(PNX_EINVAL, view == PNX_UNET_GRAD
+                                        ? "the U-Net has no gradients yet (no training step)"
+                                        : "the U-Net has no Adam state yet");
     *where = base + t->offset;
     return 0;
 }

@@ -413,6 +413,10 @@ static void test_default_init(void **state)
     assert_int_equal(pnx_unet_read(m, "dec1_1.1.running_var", PNX_UNET_VALUE, buf, 16), 0);
     assert_true(buf[3] == 1.0f);
     assert_int_equal(pnx_unet_read(m, "dec1_1.1.running_var", PNX_UNET_GRAD, buf, 16), PNX_EINVAL);
+    /* No gradients before a training step, so no Adam step either. */
+    assert_int_equal(pnx_unet_read(m, "fc.bias", PNX_UNET_GRAD, buf, 1), PNX_EINVAL);
+    const pnx_adam_hparams adam = PNX_ADAM_DEFAULTS;
+    assert_int_equal(pnx_unet_adam_step(m, &adam), PNX_EINVAL);
 
     /* Sizes: multiples of 16; training needs two values per channel at
      * the bottom. */
