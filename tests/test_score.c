@@ -280,7 +280,7 @@ static void dicom_uid(const char *path, char *out, size_t size)
 /* One ok predictions row, as read back. */
 typedef struct pred {
     char uid[80];
-    char rle[1 << 16];
+    char *rle;           /* owned */
     int positive;
     int64_t mask_pixels;
     char seg[1024], overlay[1024], sc[1024];
@@ -306,7 +306,9 @@ static int read_preds(sqlite3 *s, int64_t run, pred *out, int max)
     snprintf(dst, sizeof dst, "%s",                                              \
              sqlite3_column_text(st, col) ? (const char *)sqlite3_column_text(st, col) : "")
         COPY(p->uid, 0);
-        COPY(p->rle, 1);
+        const char *rle = (const char *)sqlite3_column_text(st, 1);
+        p->rle = strdup(rle ? rle : "");
+        assert_non_null(p->rle);
         p->positive = sqlite3_column_int(st, 2);
         p->mask_pixels = sqlite3_column_int64(st, 3);
         COPY(p->seg, 4);
@@ -318,6 +320,14 @@ static int read_preds(sqlite3 *s, int64_t run, pred *out, int max)
     }
     sqlite3_finalize(st);
     return n;
+}
+
+static void free_preds(pred *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].rle);
+        p[i].rle = NULL;
+    }
 }
 
 static void decode_rle(const pred *p, pnx_image *mask)
@@ -532,6 +542,7 @@ static void test_negatives(void **state)
             assert_int_equal(seg.width, 1024);
             assert_int_equal(count_ones(&seg), 0);
             pnx_image_free(&seg);
+            free_preds(p, N_GOOD);
             free(p);
         }
         sqlite3_close(s);
@@ -688,7 +699,9 @@ static void test_kill_and_resume(void **state)
         pnx_image_free(&m);
         pnx_image_free(&seg);
     }
+    free_preds(resumed, n);
     free(resumed);
+    free_preds(g_preds, N_GOOD);
     sqlite3_close(s);
 
     /* A finished run is not resumed: the same command makes a new run. */
