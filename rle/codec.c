@@ -178,6 +178,67 @@ static int next_run(value_cursor *c, pnx_rle_fmt fmt, uint64_t n_pixels,
     return 1;
 }
 
+/* The common case, fast: digits separated by blanks, every value short
+ * enough, every run inside the image and in order. Returns 1 with the runs
+ * (the first STACK_RUNS of them stored), or 0 at the first thing it does
+ * not expect, leaving the careful parser (next_run) to judge the string. */
+#define FAST_MAX_DIGITS 13 /* VALUE_LIMIT = 2^40 has 13 digits */
+
+static inline const char *fast_uint(const char *p, const char *end, uint64_t *v)
+{
+    const char *first = p;
+    uint64_t x = 0;
+    while (p < end) {
+        unsigned d = (unsigned)(unsigned char)*p - '0';
+        if (d > 9)
+            break;
+        x = x * 10 + d;
+        p++;
+    }
+    if (p == first || p - first > FAST_MAX_DIGITS || x > VALUE_LIMIT ||
+        (p < end && !is_blank(*p)))
+        return NULL;
+    *v = x;
+    return p;
+}
+
+static int scan_runs_fast(const char *p, size_t len, pnx_rle_fmt fmt, uint64_t n_pixels,
+                          uint64_t *starts, uint64_t *lengths, size_t *kept, uint64_t *covered)
+{
+    const char *end = p + len;
+    uint64_t end_prev = 0, sum = 0;
+    size_t n = 0;
+    for (;;) {
+        while (p < end && is_blank(*p))
+            p++;
+        if (p == end)
+            break;
+        uint64_t s, l;
+        if (!(p = fast_uint(p, end, &s)))
+            return 0;
+        while (p < end && is_blank(*p))
+            p++;
+        if (p == end || !(p = fast_uint(p, end, &l)) || l == 0)
+            return 0;
+        if (fmt == PNX_RLE_FMT_RELATIVE)
+            s += end_prev;
+        else if (s < end_prev)
+            return 0;
+        if (s >= n_pixels || l > n_pixels - s)
+            return 0;
+        if (n < STACK_RUNS) {
+            starts[n] = s;
+            lengths[n] = l;
+        }
+        n++;
+        sum += l;
+        end_prev = s + l;
+    }
+    *kept = n;
+    *covered = sum;
+    return 1;
+}
+
 /* Writing runs into a row-major mask. Taken one pixel at a time, a column
  * segment is a store every `width` bytes; with power-of-two widths those
  * addresses all fall into a few cache sets and every store misses (measured:
@@ -248,16 +309,16 @@ static void painter_flush(painter *p)
         edge[y] = 0;
         if (!covering)
             continue;
-        if (covering == UINT64_MAX && ncols == BLOCK_COLUMNS) {
-            if (p->value)
-                memset(dst, 1, BLOCK_COLUMNS);
-            else
-                memset(dst, 0, BLOCK_COLUMNS);
+        const uint32_t lo = (uint32_t)__builtin_ctzll(covering);
+        const uint32_t hi = 64u - (uint32_t)__builtin_clzll(covering); /* one past the last */
+        /* Usually one contiguous span of columns (a cross-section of a blob). */
+        if ((covering >> lo) == (hi - lo == 64 ? UINT64_MAX : (UINT64_C(1) << (hi - lo)) - 1)) {
+            memset(dst + lo, p->value, hi - lo);
             continue;
         }
         /* Only the groups between the first and the last covered column. */
-        uint32_t g_first = (uint32_t)__builtin_ctzll(covering) / 8;
-        uint32_t g_last = (63u - (uint32_t)__builtin_clzll(covering)) / 8;
+        uint32_t g_first = lo / 8;
+        uint32_t g_last = (hi - 1) / 8;
         if (g_last >= full_groups)
             g_last = full_groups ? full_groups - 1 : 0;
         for (uint32_t g = g_first; g <= g_last && g < full_groups; g++)
@@ -340,18 +401,24 @@ static int decode_with_value(const char *text, size_t len, pnx_rle_fmt fmt, pnx_
     uint64_t starts[STACK_RUNS], lengths[STACK_RUNS];
     size_t kept = 0;
     uint64_t covered = 0, end_prev = 0, s, l;
-    value_cursor c = {text, text, text + len, 0};
-    int rc;
-    while ((rc = next_run(&c, fmt, image_pixels, &end_prev, &s, &l)) == 1) {
-        if (kept < STACK_RUNS) {
-            starts[kept] = s;
-            lengths[kept] = l;
+    if (!scan_runs_fast(text, len, fmt, image_pixels, starts, lengths, &kept, &covered)) {
+        /* Something unusual: the careful parser finds and words the problem
+         * (or accepts what the fast one would not, e.g. 20 leading zeros). */
+        value_cursor c = {text, text, text + len, 0};
+        int rc;
+        kept = 0;
+        covered = 0;
+        while ((rc = next_run(&c, fmt, image_pixels, &end_prev, &s, &l)) == 1) {
+            if (kept < STACK_RUNS) {
+                starts[kept] = s;
+                lengths[kept] = l;
+            }
+            kept++;
+            covered += l;
         }
-        kept++;
-        covered += l;
+        if (rc < 0)
+            return rc;
     }
-    if (rc < 0)
-        return rc;
 
     painter p = {mask, value, calloc((size_t)mask->height + 1, sizeof(uint64_t)), UINT32_MAX,
                  UINT32_MAX, 0};
