@@ -13,8 +13,6 @@
 #include "common/error.h"
 #include "model/unet_internal.h"
 
-#define ALIGN_BYTES 64
-
 /* ---- building the graph --------------------------------------------------- */
 
 static int add_act(pnx_unet *m, int c, int level)
@@ -204,32 +202,11 @@ int pnx_unet_create(pnx_unet **out, pnx_backend *be, int base_width)
     return 0;
 }
 
-static void free_plan(pnx_unet *m)
-{
-    if (m->act_block)
-        m->be->ops->release(m->be, m->act_block);
-    if (m->train_block)
-        m->be->ops->release(m->be, m->train_block);
-    m->act_block = m->train_block = NULL;
-    m->scratch = NULL;
-    for (int i = 0; i < m->n_acts; i++)
-        m->acts[i].data = m->acts[i].grad = NULL;
-    for (int i = 0; i < m->n_layers; i++) {
-        unet_layer *l = &m->layers[i];
-        l->pre = l->save_mean = l->save_invstd = NULL;
-        l->argmax = NULL;
-    }
-    m->n = m->h = m->w = 0;
-    m->planned_training = 0;
-    m->acts_kept = 0;
-    m->have_forward = 0;
-}
-
 void pnx_unet_destroy(pnx_unet *m)
 {
     if (!m)
         return;
-    free_plan(m);
+    pnx_unet_free_plan(m);
     pnx_backend *be = m->be;
     be->ops->release(be, m->params);
     be->ops->release(be, m->grads);
@@ -250,216 +227,13 @@ pnx_backend *pnx_unet_backend(const pnx_unet *m)
     return m->be;
 }
 
-/* ---- memory for one batch shape -------------------------------------------- */
-
-static pnx_dims act_dims(const pnx_unet *m, int a)
-{
-    pnx_dims d = {m->n, m->acts[a].c, m->h >> m->acts[a].level, m->w >> m->acts[a].level};
-    return d;
-}
-
-static size_t act_count(const pnx_unet *m, int a)
-{
-    return pnx_dims_count(act_dims(m, a));
-}
-
-/* Carves aligned pieces out of one block: a first pass with base NULL only
- * measures. */
-typedef struct carver {
-    char *base;
-    size_t used;
-} carver;
-
-static void *carve(carver *c, size_t bytes)
-{
-    void *p = c->base ? c->base + c->used : NULL;
-    c->used += (bytes + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
-    return p;
-}
-
-/* The target (N,1,H,W) for the loss lives after the activations. */
-static float *target_buffer(pnx_unet *m)
-{
-    return m->acts[m->logits_act].data + act_count(m, m->logits_act);
-}
-
-/* Places n buffers of bytes[i], each alive over the steps [start[i], end[i]],
- * in one arena so that buffers alive at the same step never overlap: first
- * fit, largest first. Buffers with bytes 0 are left out. Returns the arena
- * size; offset[i] receives each buffer's place. */
-static size_t first_fit(int n, const size_t *bytes, const int *start, const int *end,
-                        size_t *offset)
-{
-    int order[UNET_MAX_ACTS], count = 0;
-    for (int i = 0; i < n; i++)
-        if (bytes[i])
-            order[count++] = i;
-    for (int i = 1; i < count; i++)
-        for (int k = i; k > 0 && bytes[order[k]] > bytes[order[k - 1]]; k--) {
-            int tmp = order[k];
-            order[k] = order[k - 1];
-            order[k - 1] = tmp;
-        }
-    size_t arena = 0;
-    for (int i = 0; i < count; i++) {
-        int a = order[i];
-        size_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int k = 0; k < i; k++) {
-                int b = order[k];
-                int same_time = start[a] <= end[b] && start[b] <= end[a];
-                int same_bytes = off < offset[b] + bytes[b] && offset[b] < off + bytes[a];
-                if (same_time && same_bytes) {
-                    off = offset[b] + bytes[b];
-                    moved = 1;
-                }
-            }
-        }
-        offset[a] = off;
-        if (off + bytes[a] > arena)
-            arena = off + bytes[a];
-    }
-    return arena;
-}
-
-static size_t aligned_bytes(size_t floats)
-{
-    return (floats * sizeof(float) + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
-}
-
-/* Activations. For training every one is kept for backward. For inference
- * an activation lives from the layer that makes it (step i) to its last
- * consumer, and the logits to the end (the loss reads them), so most share
- * memory. */
-static void carve_acts(pnx_unet *m, carver *c, int training)
-{
-    const int L = m->n_layers;
-    size_t bytes[UNET_MAX_ACTS], offset[UNET_MAX_ACTS] = {0};
-    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
-    for (int a = 0; a < m->n_acts; a++) {
-        /* The logits are followed by room for the target. */
-        bytes[a] = aligned_bytes((a == m->logits_act ? 2 : 1) * act_count(m, a));
-        start[a] = training ? -1 : L;
-        end[a] = training ? L : -1;
-    }
-    start[m->input_act] = -1;
-    for (int i = 0; i < L; i++) {
-        const unet_layer *l = &m->layers[i];
-        if (i < start[l->out])
-            start[l->out] = i;
-        if (i > end[l->in])
-            end[l->in] = i;
-        if (l->kind == LAYER_CONCAT && i > end[l->in2])
-            end[l->in2] = i;
-    }
-    end[m->logits_act] = L;
-    char *arena = carve(c, first_fit(m->n_acts, bytes, start, end, offset));
-    for (int a = 0; a < m->n_acts; a++)
-        m->acts[a].data = arena ? (float *)(arena + offset[a]) : NULL;
-    for (int i = 0; i < L; i++) {
-        unet_layer *l = &m->layers[i];
-        if (l->kind == LAYER_CBR) {
-            l->save_mean = carve(c, (size_t)l->cout * sizeof(float));
-            l->save_invstd = carve(c, (size_t)l->cout * sizeof(float));
-        } else if (l->kind == LAYER_POOL) {
-            l->argmax = carve(c, act_count(m, l->out));
-        }
-    }
-}
-
-/* An activation's gradient is alive from the backward step of its last
- * consumer (which writes it; the loss writes the logits' before step 0) to
- * that of its producer (which reads it last). Gradients whose lifetimes do
- * not overlap share memory. Every first write overwrites (see
- * backward_layer), so reused memory needs no clearing. */
-static size_t carve_training(pnx_unet *m, carver *c)
-{
-    const int L = m->n_layers;
-    size_t bytes[UNET_MAX_ACTS], offset[UNET_MAX_ACTS] = {0};
-    int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
-    for (int a = 0; a < m->n_acts; a++) {
-        bytes[a] = a == m->input_act ? 0 : aligned_bytes(act_count(m, a));
-        start[a] = L;
-        end[a] = -1;
-    }
-    for (int i = 0; i < L; i++) {
-        const unet_layer *l = &m->layers[i];
-        int t = L - 1 - i; /* the backward step of layer i */
-        end[l->out] = t;
-        if (t < start[l->in])
-            start[l->in] = t;
-        if (l->kind == LAYER_CONCAT && t < start[l->in2])
-            start[l->in2] = t;
-    }
-    start[m->logits_act] = -1;
-    char *arena = carve(c, first_fit(m->n_acts, bytes, start, end, offset));
-    for (int a = 0; a < m->n_acts; a++)
-        m->acts[a].grad = arena && a != m->input_act ? (float *)(arena + offset[a]) : NULL;
-    size_t largest = 0;
-    for (int i = 0; i < L; i++) {
-        unet_layer *l = &m->layers[i];
-        if (l->kind != LAYER_CBR)
-            continue;
-        size_t count = act_count(m, l->out);
-        l->pre = carve(c, count * sizeof(float));
-        if (count > largest)
-            largest = count;
-    }
-    return largest;
-}
-
-static int plan(pnx_unet *m, int n, int h, int w, int training)
-{
-    /* A new shape, or training on activations laid out for inference only,
-     * starts over. */
-    if (m->act_block && (m->n != n || m->h != h || m->w != w || (training && !m->acts_kept)))
-        free_plan(m);
-    pnx_backend *be = m->be;
-    if (training && !m->grads) {
-        int rc = be->ops->alloc(be, m->n_params * sizeof(float), (void **)&m->grads);
-        if (rc)
-            return pnx_fail_prefix(rc, "parameter gradients");
-    }
-    if (!m->act_block) {
-        m->n = n;
-        m->h = h;
-        m->w = w;
-        carver measure = {NULL, 0};
-        carve_acts(m, &measure, training);
-        int rc = be->ops->alloc(be, measure.used, &m->act_block);
-        if (rc) {
-            free_plan(m);
-            return pnx_fail_prefix(rc, "activations for a batch of %d at %dx%d", n, w, h);
-        }
-        carver real = {m->act_block, 0};
-        carve_acts(m, &real, training);
-        m->acts_kept = training;
-    }
-    if (training && !m->planned_training) {
-        carver measure = {NULL, 0};
-        size_t largest = carve_training(m, &measure);
-        carve(&measure, largest * sizeof(float));
-        int rc = be->ops->alloc(be, measure.used, &m->train_block);
-        if (rc) {
-            free_plan(m);
-            return pnx_fail_prefix(rc, "training buffers for a batch of %d at %dx%d", n, w, h);
-        }
-        carver real = {m->train_block, 0};
-        largest = carve_training(m, &real);
-        m->scratch = carve(&real, largest * sizeof(float));
-        m->planned_training = 1;
-    }
-    return 0;
-}
-
 /* ---- forward ---------------------------------------------------------------- */
 
 static int forward_layer(pnx_unet *m, unet_layer *l, int training)
 {
     pnx_backend *be = m->be;
     const pnx_backend_ops *ops = be->ops;
-    pnx_dims xd = act_dims(m, l->in);
+    pnx_dims xd = pnx_unet_act_dims(m, l->in);
     float *x = m->acts[l->in].data;
     float *y = m->acts[l->out].data;
     float *p = m->params;
@@ -468,7 +242,7 @@ static int forward_layer(pnx_unet *m, unet_layer *l, int training)
     case LAYER_CBR: {
         float *conv_out = training ? l->pre : y;
         rc = ops->conv3x3_forward(be, x, xd, p + l->w, p + l->b, l->cout, conv_out);
-        pnx_dims yd = act_dims(m, l->out);
+        pnx_dims yd = pnx_unet_act_dims(m, l->out);
         if (!rc)
             rc = ops->batchnorm_forward(be, conv_out, yd, p + l->gamma, p + l->beta,
                                         m->running + l->mean, m->running + l->var, training,
@@ -512,7 +286,7 @@ int pnx_unet_forward(pnx_unet *m, const float *input, int n, int h, int w, int t
                         "training needs more than one value per channel at the bottom of the "
                         "U-Net: a batch of 1 at %dx%d is too small (PyTorch refuses it too)",
                         w, h);
-    int rc = plan(m, n, h, w, training);
+    int rc = pnx_unet_plan(m, n, h, w, training);
     if (rc)
         return rc;
     m->have_forward = 0;
@@ -537,8 +311,8 @@ static int compute_loss(pnx_unet *m, const float *target, float bce_weight, floa
 {
     if (!m->have_forward)
         return pnx_fail(PNX_EINVAL, "loss requested before a forward pass");
-    const size_t count = act_count(m, m->logits_act);
-    float *t = target_buffer(m);
+    const size_t count = pnx_unet_act_count(m, m->logits_act);
+    float *t = pnx_unet_target_buffer(m);
     int rc = m->be->ops->upload(m->be, t, target, count * sizeof(float));
     if (!rc)
         rc = m->be->ops->seg_loss(m->be, m->acts[m->logits_act].data, t, count, bce_weight,
@@ -556,7 +330,7 @@ static int backward_layer(pnx_unet *m, unet_layer *l, char *written)
 {
     pnx_backend *be = m->be;
     const pnx_backend_ops *ops = be->ops;
-    pnx_dims xd = act_dims(m, l->in);
+    pnx_dims xd = pnx_unet_act_dims(m, l->in);
     unet_act *in = &m->acts[l->in], *out = &m->acts[l->out];
     float *dx = l->in == m->input_act ? NULL : in->grad;
     int acc = written[l->in];
@@ -564,7 +338,7 @@ static int backward_layer(pnx_unet *m, unet_layer *l, char *written)
     int rc = 0;
     switch (l->kind) {
     case LAYER_CBR: {
-        pnx_dims yd = act_dims(m, l->out);
+        pnx_dims yd = pnx_unet_act_dims(m, l->out);
         rc = ops->relu_backward(be, out->data, out->grad, out->grad, pnx_dims_count(yd));
         if (!rc)
             rc = ops->batchnorm_backward(be, l->pre, yd, p + l->gamma, l->save_mean,

@@ -89,7 +89,26 @@ struct pnx_unet {
     int have_forward;
 };
 
+static inline pnx_dims pnx_unet_act_dims(const pnx_unet *m, int a)
+{
+    pnx_dims d = {m->n, m->acts[a].c, m->h >> m->acts[a].level, m->w >> m->acts[a].level};
+    return d;
+}
+
+static inline size_t pnx_unet_act_count(const pnx_unet *m, int a)
+{
+    return pnx_dims_count(pnx_unet_act_dims(m, a));
+}
+
 /* Allocates zeroed Adam m and v if they do not exist yet (unet.c). */
 int pnx_unet_ensure_adam_state(pnx_unet *m);
+
+/* unet_plan.c: makes m's buffers fit batch n at h × w (keeping them when
+ * they already do), laid out for backward when training. */
+int pnx_unet_plan(pnx_unet *m, int n, int h, int w, int training);
+/* Frees every batch-shape buffer. */
+void pnx_unet_free_plan(pnx_unet *m);
+/* Room for the loss's target (N,1,H,W), after the logits. */
+float *pnx_unet_target_buffer(pnx_unet *m);
 
 #endif
