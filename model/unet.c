@@ -281,6 +281,10 @@ int pnx_unet_forward(pnx_unet *m, const float *input, int n, int h, int w, int t
         return pnx_fail(PNX_EINVAL,
                         "U-Net input %dx%d (batch %d): sides must be positive multiples of %d",
                         w, h, n, PNX_UNET_SIZE_MULTIPLE);
+    /* Every buffer size below is at most this many floats, kept far from
+     * size_t overflow; a real request this large fails to allocate anyway. */
+    if ((double)n * h * w * 16.0 * m->base > 1e13)
+        return pnx_fail(PNX_ERANGE, "a batch of %d at %dx%d is too large", n, w, h);
     if (training && (size_t)n * (size_t)(h / 16) * (size_t)(w / 16) < 2)
         return pnx_fail(PNX_EINVAL,
                         "training needs more than one value per channel at the bottom of the "

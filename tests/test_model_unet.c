@@ -423,6 +423,7 @@ static void test_default_init(void **state)
     float in[16 * 32];
     memset(in, 0, sizeof in);
     assert_int_equal(pnx_unet_forward(m, in, 1, 16, 24, 0, NULL), PNX_EINVAL);
+    assert_int_equal(pnx_unet_forward(m, in, 2000000000, 16384, 16384, 0, NULL), PNX_ERANGE);
     assert_int_equal(pnx_unet_forward(m, in, 1, 16, 16, 1, NULL), PNX_EINVAL);
     assert_int_equal(pnx_unet_forward(m, in, 1, 16, 32, 1, NULL), 0);
     pnx_loss loss;
