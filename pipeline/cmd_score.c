@@ -275,6 +275,17 @@ int pnx_cmd_score(int argc, char **argv)
     };
 #undef ARG
 #undef FLAG
+    /* Triplet values equal to the defaults count as not set: the model's
+     * tuned values, when it has them, take their place. */
+    pnx_config defaults;
+    if (pnx_config_defaults(&defaults) == 0) {
+        const pnx_triplet_config *d = &defaults.score.triplet;
+        req.triplet_defaults =
+            (sc->triplet.top_threshold == d->top_threshold ? PNX_SCORE_TRIPLET_TOP : 0) |
+            (sc->triplet.min_area == d->min_area ? PNX_SCORE_TRIPLET_MIN_AREA : 0) |
+            (sc->triplet.bottom_threshold == d->bottom_threshold ? PNX_SCORE_TRIPLET_BOTTOM : 0);
+        pnx_config_free(&defaults);
+    }
     if ((rc = pnx_context_open_db(&ctx))) {
         fprintf(stderr, "pneumoseg score: %s\n", pnx_errmsg());
         pnx_context_close(&ctx);

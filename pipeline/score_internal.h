@@ -21,12 +21,21 @@
 
 /* Checkpoint metadata key of the training resolution (a decimal side). */
 #define PNX_SCORE_META_IMAGE_SIZE "pneumoseg.image_size"
+/* Triplet thresholds tuned for the model (all three or none), used where
+ * the YAML leaves score.triplet.* at their defaults. */
+#define PNX_SCORE_META_TOP "pneumoseg.triplet.top_threshold"
+#define PNX_SCORE_META_MIN_AREA "pneumoseg.triplet.min_area"
+#define PNX_SCORE_META_BOTTOM "pneumoseg.triplet.bottom_threshold"
 
 typedef struct pnx_score_model {
     pnx_backend *backend;
     pnx_unet *net;
     uint32_t side;            /* the training resolution: inputs are side × side */
     int side_from_checkpoint; /* 0: the fallback side was used */
+    int has_triplet;          /* the checkpoint holds tuned triplet thresholds */
+    double triplet_top;
+    int64_t triplet_min_area;
+    double triplet_bottom;
     int base_width;
     char sha256[65];          /* of the checkpoint file */
     int capacity;             /* images the buffers hold */
@@ -37,7 +46,9 @@ typedef struct pnx_score_model {
 
 /* Loads path on the CPU backend with `threads` threads (0 = all CPUs). The
  * side comes from the checkpoint's PNX_SCORE_META_IMAGE_SIZE, else
- * fallback_side (the dataset's image_size). */
+ * fallback_side (the dataset's image_size); tuned triplet thresholds from
+ * PNX_SCORE_META_TOP/MIN_AREA/BOTTOM when the three are there. A malformed
+ * value is PNX_EFORMAT. */
 int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
                          unsigned threads, int capacity);
 void pnx_score_model_free(pnx_score_model *sm);

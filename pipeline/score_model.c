@@ -19,8 +19,50 @@
 /* The largest training side accepted from a checkpoint's metadata. */
 #define MAX_SIDE 4096
 
-static int read_side(const char *path, uint32_t fallback, uint32_t *side, int *from_ckpt)
+static int meta_number(const pnx_st_file *f, const char *path, const char *key, double lo,
+                       double hi, double *value, int *present)
 {
+    const char *text = pnx_st_meta(f, key);
+    *present = text != NULL;
+    if (!text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi))
+        return pnx_fail(PNX_EFORMAT, "%s: metadata %s = '%s' is not a number in %g..%g", path,
+                        key, text, lo, hi);
+    *value = v;
+    return 0;
+}
+
+static int read_triplet(const pnx_st_file *f, const char *path, pnx_score_model *sm)
+{
+    double top = 0, area = 0, bottom = 0;
+    int has_top, has_area, has_bottom;
+    int rc = meta_number(f, path, PNX_SCORE_META_TOP, 0, 1, &top, &has_top);
+    if (!rc)
+        rc = meta_number(f, path, PNX_SCORE_META_MIN_AREA, 0, 9.0e15, &area, &has_area);
+    if (!rc)
+        rc = meta_number(f, path, PNX_SCORE_META_BOTTOM, 0, 1, &bottom, &has_bottom);
+    if (rc)
+        return rc;
+    if (has_top + has_area + has_bottom == 0)
+        return 0;
+    if (has_top + has_area + has_bottom != 3 || area != (double)(int64_t)area)
+        return pnx_fail(PNX_EFORMAT, "%s: triplet metadata needs %s, %s (a whole number) and %s",
+                        path, PNX_SCORE_META_TOP, PNX_SCORE_META_MIN_AREA, PNX_SCORE_META_BOTTOM);
+    sm->has_triplet = 1;
+    sm->triplet_top = top;
+    sm->triplet_min_area = (int64_t)area;
+    sm->triplet_bottom = bottom;
+    return 0;
+}
+
+static int read_metadata(const char *path, uint32_t fallback, pnx_score_model *sm)
+{
+    uint32_t *side = &sm->side;
+    int *from_ckpt = &sm->side_from_checkpoint;
     pnx_st_file *f = NULL;
     int rc = pnx_st_open(&f, path);
     if (rc)
@@ -42,6 +84,8 @@ static int read_side(const char *path, uint32_t fallback, uint32_t *side, int *f
     } else {
         *side = fallback;
     }
+    if (!rc)
+        rc = read_triplet(f, path, sm);
     pnx_st_close(f);
     return rc;
 }
@@ -55,7 +99,7 @@ int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallbac
     int rc = pnx_sha256_file_hex(path, sm->sha256);
     if (rc)
         return pnx_fail_prefix(rc, "model %s", path);
-    if ((rc = read_side(path, fallback_side, &sm->side, &sm->side_from_checkpoint)))
+    if ((rc = read_metadata(path, fallback_side, sm)))
         return rc;
     if (sm->side % PNX_UNET_SIZE_MULTIPLE != 0 || sm->side == 0)
         return pnx_fail(PNX_EINVAL, "model input side %u is not a multiple of %d", sm->side,

@@ -65,10 +65,11 @@ static double now_ms(void)
  * of the run's configuration text (so its hash identifies the run to
  * resume) and of the derived UIDs. Batch size, threads and workers do not
  * change results and are left out. */
-static int settings_line(const pnx_score_request *req, uint32_t side, char *out, size_t size)
+static int settings_line(const pnx_score_request *req, const pnx_postprocess_params *pp,
+                         uint32_t side, char *out, size_t size)
 {
     char post[256];
-    int n = pnx_postprocess_settings_text(&req->post, post, sizeof post);
+    int n = pnx_postprocess_settings_text(pp, post, sizeof post);
     if (n < 0 || (size_t)n >= sizeof post)
         return pnx_fail(PNX_EINVAL, "postprocess settings text");
     n = snprintf(out, size,
@@ -86,10 +87,11 @@ static int settings_line(const pnx_score_request *req, uint32_t side, char *out,
 
 /* What a derived UID depends on besides the source and the model: the
  * settings that change the mask (not where files go). */
-static int uid_settings_text(const pnx_score_request *req, uint32_t side, char *out, size_t size)
+static int uid_settings_text(const pnx_score_request *req, const pnx_postprocess_params *pp,
+                             uint32_t side, char *out, size_t size)
 {
     char post[256];
-    int n = pnx_postprocess_settings_text(&req->post, post, sizeof post);
+    int n = pnx_postprocess_settings_text(pp, post, sizeof post);
     if (n < 0 || (size_t)n >= sizeof post)
         return pnx_fail(PNX_EINVAL, "postprocess settings text");
     n = snprintf(out, size, "%s;side=%u;tta_hflip=%d", post, side, req->tta_hflip ? 1 : 0);
@@ -497,11 +499,25 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
                      "(dataset.image_size)",
                      req->model_path, PNX_SCORE_META_IMAGE_SIZE, st.model.side, st.model.side);
 
+    report->post = req->post;
+    if (req->post.triplet_enabled && st.model.has_triplet) {
+        pnx_postprocess_params *pp = &report->post;
+        if (req->triplet_defaults & PNX_SCORE_TRIPLET_TOP)
+            pp->top_threshold = st.model.triplet_top;
+        if (req->triplet_defaults & PNX_SCORE_TRIPLET_MIN_AREA)
+            pp->triplet_min_area = st.model.triplet_min_area;
+        if (req->triplet_defaults & PNX_SCORE_TRIPLET_BOTTOM)
+            pp->bottom_threshold = st.model.triplet_bottom;
+        pnx_log_info("triplet rule: top %g, min_area %lld, bottom %g (the checkpoint's tuned "
+                     "values where the YAML keeps the defaults)",
+                     pp->top_threshold, (long long)pp->triplet_min_area, pp->bottom_threshold);
+    }
     char line[4096 + 1024];
     char sha[65];
-    if ((rc = settings_line(req, st.model.side, line, sizeof line)) ||
+    if ((rc = settings_line(req, &report->post, st.model.side, line, sizeof line)) ||
         (rc = effective_config(req, line, &config_text, sha)) ||
-        (rc = uid_settings_text(req, st.model.side, st.uid_settings, sizeof st.uid_settings)) ||
+        (rc = uid_settings_text(req, &report->post, st.model.side, st.uid_settings,
+                                sizeof st.uid_settings)) ||
         (rc = open_run(&st, config_text, sha)))
         goto out;
     snprintf(st.algorithm_version, sizeof st.algorithm_version, "%s model %.12s",
@@ -511,7 +527,7 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
         .model_sha256 = st.model.sha256,
         .uid_settings = st.uid_settings,
         .algorithm_version = st.algorithm_version,
-        .post = req->post,
+        .post = report->post,
         .seg_enabled = req->seg_enabled,
         .seg_skip_negative = req->seg_negative == PNX_NEGSEG_NONE,
         .overlay_enabled = req->overlay_enabled,

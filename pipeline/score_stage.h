@@ -38,6 +38,12 @@
 #include "ingest/ingest.h"
 #include "postprocess/postprocess.h"
 
+enum {
+    PNX_SCORE_TRIPLET_TOP = 1,
+    PNX_SCORE_TRIPLET_MIN_AREA = 2,
+    PNX_SCORE_TRIPLET_BOTTOM = 4,
+};
+
 typedef struct pnx_score_request {
     const char *dicom_dir;        /* tree (or one file) to score */
     const char *model_path;       /* checkpoint */
@@ -48,6 +54,10 @@ typedef struct pnx_score_request {
     int workers;                  /* decode processes, 0 = CPU count */
     pnx_ingest_limits limits;
     pnx_postprocess_params post;
+    /* Which triplet values the YAML left at their defaults (bits
+     * PNX_SCORE_TRIPLET_*): those come from the checkpoint's tuned
+     * thresholds when it has them. */
+    unsigned triplet_defaults;
     int tta_hflip;
     int seg_enabled;
     int seg_negative;             /* enum pnx_negative_seg */
@@ -68,6 +78,7 @@ typedef struct pnx_score_report {
     int64_t run_id;
     int resumed;                  /* continued an existing run */
     uint32_t side;                /* the network's input side */
+    pnx_postprocess_params post;  /* the postprocess settings used */
     char model_sha256[65];
     int64_t files;                /* candidate files found */
     int64_t already_done;         /* skipped: ok in the run before */

@@ -553,6 +553,47 @@ static void test_negatives(void **state)
     sqlite3_close(s);
 }
 
+/* Tuned triplet thresholds in the checkpoint replace the YAML's defaults,
+ * not the values the YAML sets; the run's settings line says which won. */
+static void test_triplet_from_model(void **state)
+{
+    (void)state;
+    const char *model = path_in("triplet.safetensors");
+    pnx_backend *be = NULL;
+    pnx_unet *m = NULL;
+    assert_int_equal(pnx_backend_reference_create(&be), 0);
+    assert_int_equal(pnx_unet_create(&m, be, 4), 0);
+    assert_int_equal(pnx_unet_init(m, 11), 0);
+    const char *keys[] = {"pneumoseg.image_size", "pneumoseg.triplet.top_threshold",
+                          "pneumoseg.triplet.min_area", "pneumoseg.triplet.bottom_threshold"};
+    const char *values[] = {SIDE, "0.875", "5", "0.3125"};
+    pnx_checkpoint_meta meta = {.epoch = 1, .step = 1, .n_extra = 4, .extra_keys = keys,
+                                .extra_values = values};
+    assert_int_equal(pnx_checkpoint_save(m, model, &meta), 0);
+    pnx_unet_destroy(m);
+    pnx_backend_destroy(be);
+
+    const char *db = path_in("triplet.sqlite");
+    for (int yaml_top = 0; yaml_top <= 1; yaml_top++) {
+        const char *yaml = path_in("triplet.yaml");
+        FILE *f = fopen(yaml, "w");
+        assert_non_null(f);
+        fprintf(f, "stages: [score]\nscore:\n  dicom_dir: %s\n  triplet:\n    enabled: true\n%s",
+                g_tree, yaml_top ? "    top_threshold: 0.5\n" : "");
+        assert_int_equal(fclose(f), 0);
+        int rc = run_cmd("'%s' score --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                         "--no-seg --no-overlay --workers 1 > /dev/null",
+                         PNX_PNEUMOSEG, yaml, model, db, path_in("triplet-out"));
+        assert_int_equal(rc, 2);
+        sqlite3 *s = open_db(db);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE id = %lld AND config_text "
+                                  "LIKE '%%triplet=1;top=%s;min_area=5;bottom=0.3125;%%'",
+                               (long long)latest_score_run(s), yaml_top ? "0.5" : "0.875"),
+                         1);
+        sqlite3_close(s);
+    }
+}
+
 /* ---- kill and resume ---------------------------------------------------------- */
 
 static pid_t start_scorer(const char *db, const char *out)
@@ -771,6 +812,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_negatives),
+        cmocka_unit_test(test_triplet_from_model),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_interrupt),
     };

@@ -2,7 +2,8 @@
  * tests/test_score_model.c — the score stage's network wrapper: the
  * training side from checkpoint metadata (or the fallback, or a refusal of
  * a bad value), probabilities in (0, 1) that do not depend on the batch an
- * image is in, and horizontal-flip TTA that is exactly mirror-symmetric
+ * image is in, tuned triplet thresholds from metadata (all three or none),
+ * and horizontal-flip TTA that is exactly mirror-symmetric
  * (the TTA map of a mirrored image is the mirrored TTA map).
  */
 #include <setjmp.h>
@@ -41,6 +42,22 @@ static int teardown(void **state)
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Writes a random base-4 model with n metadata pairs. */
+static void write_model_meta(const char *path, size_t n, const char *const *keys,
+                             const char *const *values)
+{
+    pnx_backend *be = NULL;
+    pnx_unet *m = NULL;
+    assert_int_equal(pnx_backend_reference_create(&be), 0);
+    assert_int_equal(pnx_unet_create(&m, be, 4), 0);
+    assert_int_equal(pnx_unet_init(m, 5), 0);
+    pnx_checkpoint_meta meta = {.epoch = -1, .step = -1, .n_extra = n, .extra_keys = keys,
+                                .extra_values = values};
+    assert_int_equal(pnx_checkpoint_save(m, path, &meta), 0);
+    pnx_unet_destroy(m);
+    pnx_backend_destroy(be);
 }
 
 /* Writes a random base-4 model; side_text NULL leaves the metadata out. */
@@ -87,6 +104,38 @@ static void test_side_from_metadata(void **state)
     assert_non_null(strstr(pnx_errmsg(), PNX_SCORE_META_IMAGE_SIZE));
     write_model(path, "32x");
     assert_int_equal(pnx_score_model_load(&sm, path, 48, 1, 1), PNX_EFORMAT);
+}
+
+/* Tuned triplet thresholds: all three or none, in range. */
+static void test_triplet_metadata(void **state)
+{
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/triplet.safetensors", g_dir);
+    const char *keys[] = {PNX_SCORE_META_TOP, PNX_SCORE_META_MIN_AREA, PNX_SCORE_META_BOTTOM};
+    const char *good[] = {"0.875", "2500", "0.3125"};
+    pnx_score_model sm;
+    write_model_meta(path, 3, keys, good);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, 1, 1), 0);
+    assert_true(sm.has_triplet);
+    assert_float_equal(sm.triplet_top, 0.875, 0);
+    assert_int_equal(sm.triplet_min_area, 2500);
+    assert_float_equal(sm.triplet_bottom, 0.3125, 0);
+    pnx_score_model_free(&sm);
+
+    write_model_meta(path, 0, keys, good);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, 1, 1), 0);
+    assert_false(sm.has_triplet);
+    pnx_score_model_free(&sm);
+
+    write_model_meta(path, 2, keys, good); /* bottom missing */
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, 1, 1), PNX_EFORMAT);
+    const char *bad_top[] = {"1.5", "2500", "0.3125"};
+    write_model_meta(path, 3, keys, bad_top);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, 1, 1), PNX_EFORMAT);
+    const char *bad_area[] = {"0.875", "25.5", "0.3125"};
+    write_model_meta(path, 3, keys, bad_area);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, 1, 1), PNX_EFORMAT);
 }
 
 static void fill_random(pnx_image *img, uint64_t seed)
@@ -163,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_side_from_metadata),
+        cmocka_unit_test(test_triplet_metadata),
         cmocka_unit_test(test_predict_and_tta),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
