@@ -31,6 +31,7 @@ packages=(
   libssl-dev                  # SHA-256 (libcrypto)
   libopenblas-dev             # CPU convolutions
   libturbojpeg0-dev           # fast JPEG Baseline decoding
+  libjpeg-dev                 # JPEG encoding in the sample generator
   dicom3tools                 # dciodvfy, used by the tests to validate DICOM
   python3 python3-numpy       # reference checks in tests and benchmarks
 )
