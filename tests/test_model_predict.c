@@ -1,8 +1,9 @@
 /*
  * tests/test_model_predict.c — `pneumoseg predict` end to end: a
  * PyTorch-written checkpoint and input give PyTorch's eval logits within
- * 1e-4, on the CPU and reference backends; bad invocations and inputs are
- * clear errors with the documented exit status.
+ * 1e-4, on the CPU and reference backends; DICOM input is preprocessed as
+ * the train stage does; bad invocations and inputs are clear errors with
+ * the documented exit status.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -18,7 +19,10 @@
 #include <cmocka.h>
 
 #include "common/fileio.h"
+#include "common/image.h"
 #include "common/safetensors.h"
+#include "ingest/ingest.h"
+#include "preprocess/resize.h"
 
 #define PNEUMOSEG PNX_BINARY_DIR "/pneumoseg"
 #define MODEL PNX_TEST_DATA "/model/unet_b4_init.safetensors"
@@ -113,15 +117,16 @@ static void test_predict_errors(void **state)
     assert_int_equal(run(args), 1);
     assert_true(stderr_mentions("need --model"));
 
-    /* A DICOM file: honest about what is not there yet. */
+    /* A file that only looks like DICOM: nothing decodes, nothing written. */
     char dcm[320];
     snprintf(dcm, sizeof dcm, "%s/x.dcm", dir);
     unsigned char bytes[132] = {0};
     memcpy(bytes + 128, "DICM", 4);
     assert_int_equal(pnx_write_file_atomic(dcm, bytes, sizeof bytes), 0);
-    snprintf(args, sizeof args, "--model %s %s -o %s", MODEL, dcm, output);
-    assert_int_equal(run(args), 3);
-    assert_true(stderr_mentions("not built yet"));
+    snprintf(args, sizeof args, "--model %s --size 32 %s -o %s", MODEL, dcm, output);
+    assert_int_not_equal(run(args), 0);
+    assert_true(stderr_mentions("none of the 1 DICOM file(s) could be decoded"));
+    assert_int_equal(access(output, F_OK), -1);
     unlink(dcm);
 
     /* Sides that are not multiples of 16. */
@@ -141,6 +146,77 @@ static void test_predict_errors(void **state)
     snprintf(args, sizeof args, "--model %s %s -o %s --batch-size 0", MODEL, input, output);
     assert_int_equal(run(args), 1);
     assert_int_equal(access(output, F_OK), -1);
+}
+
+/* DICOM input equals the same images decoded, resized and scaled by hand
+ * and given as a safetensors input; UIDs come out in order; a file that is
+ * not DICOM is left out with exit status 2. */
+static void test_predict_dicom(void **state)
+{
+    (void)state;
+    char cmd[512], paths[2][1024];
+    snprintf(cmd, sizeof cmd, "find %s/sample_dicom/dicom-images-test -name '*.dcm' | sort | head -2",
+             PNX_SOURCE_DIR);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    for (int i = 0; i < 2; i++) {
+        if (!fgets(paths[i], sizeof paths[i], p))
+            skip();
+        paths[i][strcspn(paths[i], "\n")] = '\0';
+    }
+    pclose(p);
+
+    const int side = 32, per = side * side;
+    float *data = malloc(2 * per * sizeof *data);
+    assert_non_null(data);
+    char uids[2][128];
+    for (int i = 0; i < 2; i++) {
+        pnx_decode_result r;
+        assert_int_equal(pnx_decode_file_unisolated(paths[i], NULL, PNX_DECODE_PIXELS, &r), 0);
+        assert_int_equal(r.error_kind, PNX_INGEST_OK);
+        pnx_image small = {0};
+        assert_int_equal(pnx_resize_image(&r.image, side, &small), 0);
+        for (int k = 0; k < per; k++)
+            data[i * per + k] = (float)small.pixels[k] / 255.0f;
+        snprintf(uids[i], sizeof uids[i], "%s", r.meta.sop_uid);
+        pnx_image_free(&small);
+        pnx_decode_result_free(&r);
+    }
+    pnx_st_writer *wr = NULL;
+    assert_int_equal(pnx_st_writer_create(&wr), 0);
+    assert_int_equal(pnx_st_writer_add(wr, "input", PNX_ST_F32, 4, (int64_t[]){2, 1, side, side},
+                                       data), 0);
+    assert_int_equal(pnx_st_writer_write(wr, input), 0);
+    pnx_st_writer_free(wr);
+    free(data);
+
+    char by_hand[320], args[4096];
+    snprintf(by_hand, sizeof by_hand, "%s/by_hand.safetensors", dir);
+    snprintf(args, sizeof args, "--model %s %s -o %s", MODEL, input, by_hand);
+    assert_int_equal(run(args), 0);
+    snprintf(args, sizeof args, "--model %s --size %d %s %s %s -o %s", MODEL, side, paths[0],
+             PNX_SOURCE_DIR "/README.md", paths[1], output);
+    assert_int_equal(run(args), 2);
+    assert_true(stderr_mentions("not_dicom"));
+
+    pnx_st_file *a = NULL, *b = NULL;
+    assert_int_equal(pnx_st_open(&a, by_hand), 0);
+    assert_int_equal(pnx_st_open(&b, output), 0);
+    const pnx_st_tensor *ta = pnx_st_find(a, "logits"), *tb = pnx_st_find(b, "logits");
+    assert_true(ta && tb && ta->nbytes == tb->nbytes);
+    assert_memory_equal(ta->data, tb->data, ta->nbytes);
+    char want[300];
+    snprintf(want, sizeof want, "[\"%s\",\"%s\"]", uids[0], uids[1]);
+    assert_string_equal(pnx_st_meta(b, "pneumoseg.sop_instance_uids"), want);
+    pnx_st_close(a);
+    pnx_st_close(b);
+    unlink(by_hand);
+    unlink(output);
+
+    /* Without --size, the fixture checkpoint does not say its side. */
+    snprintf(args, sizeof args, "--model %s %s -o %s", MODEL, paths[0], output);
+    assert_int_equal(run(args), 1);
+    assert_true(stderr_mentions("give --size"));
 }
 
 static int setup(void **state)
@@ -173,6 +249,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_predict_matches_pytorch),
         cmocka_unit_test(test_predict_errors),
+        cmocka_unit_test(test_predict_dicom),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
