@@ -33,7 +33,7 @@ packages=(
   libturbojpeg0-dev           # fast JPEG Baseline decoding
   libjpeg-dev                 # JPEG encoding in the sample generator
   dicom3tools                 # dciodvfy, used by the tests to validate DICOM
-  python3 python3-numpy       # reference checks in tests and benchmarks
+  python3 python3-numpy python3-pil  # reference checks in tests and benchmarks
 )
 missing=()
 for p in "${packages[@]}"; do
