@@ -315,12 +315,15 @@ static int run_batch(score_state *st)
     }
     for (int i = 0; i < n && !rc; i++) {
         batch_item *it = &st->batch[i];
-        if (it->src_ok && !it->error[0])
+        /* Only a success claims the UID: another file with the same UID
+         * may still replace an error row. */
+        if (it->src_ok && !it->error[0]) {
             rc = record_success(st, it);
-        else
+            if (!rc)
+                rc = pnx_str_set_add(&st->done_uids, it->decoded.meta.sop_uid);
+        } else {
             rc = record_failure(st, &it->decoded, "score", it->error);
-        if (!rc)
-            rc = pnx_str_set_add(&st->done_uids, it->decoded.meta.sop_uid);
+        }
         pnx_progress_add(st->progress, 1);
     }
     for (int i = 0; i < n; i++) {
