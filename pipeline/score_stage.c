@@ -187,10 +187,17 @@ static int record_failure(score_state *st, const pnx_decode_result *r, const cha
         return rc;
     st->report->failed++;
     pnx_log_warn("%s: %s: %s", r->path, kind, message);
+    const int64_t size = r->meta.file_size >= 0 ? r->meta.file_size : -1;
     if (!r->meta.sop_uid[0])
-        return pnx_db_ingest_error_put(st->instances, r->path,
-                                       r->meta.file_size >= 0 ? r->meta.file_size : -1, kind,
-                                       message);
+        return pnx_db_ingest_error_put(st->instances, r->path, size, kind, message);
+    if (pnx_str_set_has(&st->done_uids, r->meta.sop_uid)) {
+        /* Another file with this UID was scored: its row stands, and this
+         * copy is recorded by path, as ingest does. */
+        char why[PNX_INGEST_MSG_MAX + 96];
+        snprintf(why, sizeof why, "%s (its SOP Instance UID was scored from another file)",
+                 message);
+        return pnx_db_ingest_error_put(st->instances, r->path, size, kind, why);
+    }
     /* The instances row stays an ok row when only the scoring failed. */
     if (r->error_kind != PNX_INGEST_OK) {
         pnx_instance_row row;

@@ -594,6 +594,42 @@ static void test_triplet_from_model(void **state)
     }
 }
 
+/* Files sharing a SOP Instance UID: one predictions row, the good copy's,
+ * whatever the order; the truncated copy is recorded by path. The walk sorts paths: good a, truncated b, good c; then truncated
+ * b, good c, good d. */
+static void test_duplicate_uids(void **state)
+{
+    (void)state;
+    for (int bad_first = 0; bad_first <= 1; bad_first++) {
+        const char *dir = path_in(bad_first ? "dup-bad-first" : "dup-good-first");
+        assert_int_equal(run_cmd("mkdir -p '%s' && f=$(cd '%s/sample_dicom/dicom-images-test' &&"
+                                 " find \"$PWD\" -name '*.dcm' | sort | head -1) && "
+                                 "cp \"$f\" '%s/%s.dcm' && head -c 3000 \"$f\" > '%s/b.dcm' && "
+                                 "cp \"$f\" '%s/c.dcm'",
+                                 dir, PNX_SOURCE_DIR, dir, bad_first ? "d" : "a", dir, dir),
+                         0);
+        char db[400];
+        snprintf(db, sizeof db, "%s.sqlite", dir);
+        int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s/out' "
+                         "-q --no-seg --no-overlay --workers 1 > /dev/null",
+                         PNX_PNEUMOSEG, dir, g_yaml, g_model, db, dir);
+        assert_int_equal(rc, 2); /* the truncated copy is a bad file */
+        sqlite3 *s = open_db(db);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions"), 1);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM predictions WHERE status = 'ok' AND "
+                                  "path LIKE '%%/%s.dcm'",
+                               bad_first ? "c" : "a"),
+                         1);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM ingest_errors WHERE path LIKE "
+                                  "'%%/b.dcm'"),
+                         1);
+        assert_int_equal(q_int(s, "SELECT COUNT(*) FROM runs WHERE status = 'partial' AND "
+                                  "n_ok = 1 AND n_failed = 1"),
+                         1);
+        sqlite3_close(s);
+    }
+}
+
 /* ---- kill and resume ---------------------------------------------------------- */
 
 static pid_t start_scorer(const char *db, const char *out)
@@ -813,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_negatives),
         cmocka_unit_test(test_triplet_from_model),
+        cmocka_unit_test(test_duplicate_uids),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_interrupt),
     };
