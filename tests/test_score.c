@@ -630,6 +630,44 @@ static void test_duplicate_uids(void **state)
     }
 }
 
+/* The real SIIM file of ../shared/realdata (when present): its SEG passes
+ * dciodvfy and equals the mask, and evaluate finds its row ("-1") among the
+ * 12,954 of the real train-rle.csv. */
+static void test_real_siim(void **state)
+{
+    (void)state;
+    char file[1024], csv[1024];
+    snprintf(file, sizeof file, "%s/realdata/siim/%s.dcm", PNX_SHARED_DIR,
+             "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819");
+    snprintf(csv, sizeof csv, "%s/realdata/siim/siim-pneumothorax-train-rle.csv",
+             PNX_SHARED_DIR);
+    if (access(file, R_OK) != 0 || access(csv, R_OK) != 0)
+        skip();
+    const char *db = path_in("real.sqlite");
+    int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                     "--threshold %s > /dev/null",
+                     PNX_PNEUMOSEG, file, g_yaml, g_model, db, path_in("real-out"), g_threshold);
+    assert_int_equal(rc, 0);
+    sqlite3 *s = open_db(db);
+    pred *p = calloc(2, sizeof *p);
+    assert_non_null(p);
+    assert_int_equal(read_preds(s, latest_score_run(s), p, 2), 1);
+    sqlite3_close(s);
+    pnx_image mask = {0}, seg = {0};
+    decode_rle(&p[0], &mask);
+    assert_int_equal(pnx_seg_read_mask(p[0].seg, &seg), 0);
+    assert_memory_equal(seg.pixels, mask.pixels, pnx_image_size(&mask));
+    dciodvfy_clean(p[0].seg);
+    pnx_image_free(&mask);
+    pnx_image_free(&seg);
+    free_preds(p, 1);
+    free(p);
+    rc = run_cmd("'%s' evaluate -q --config '%s' --db '%s' --rle-csv '%s' --json "
+                 "| grep -q '\"evaluated\": 1, \"truth_positive\": 0, \"truth_negative\": 1'",
+                 PNX_PNEUMOSEG, g_yaml, db, csv);
+    assert_int_equal(rc, 0);
+}
+
 /* ---- kill and resume ---------------------------------------------------------- */
 
 static pid_t start_scorer(const char *db, const char *out)
@@ -850,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_negatives),
         cmocka_unit_test(test_triplet_from_model),
         cmocka_unit_test(test_duplicate_uids),
+        cmocka_unit_test(test_real_siim),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_interrupt),
     };
