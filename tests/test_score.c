@@ -668,6 +668,52 @@ static void test_real_siim(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* The absolute RLE flavour of the submission decodes to the same masks as
+ * the rows' relative RLE. */
+static void test_submission_absolute(void **state)
+{
+    (void)state;
+    const char *db = path_in("abs.sqlite"), *csv = path_in("abs/sub.csv");
+    int rc = run_cmd("'%s' score '%s' --config '%s' --model '%s' --db '%s' --out '%s' -q "
+                     "--no-seg --no-overlay --threshold %s --submission '%s' "
+                     "--submission-format absolute > /dev/null",
+                     PNX_PNEUMOSEG, g_tree, g_yaml, g_model, db, path_in("abs-out"), g_threshold,
+                     csv);
+    assert_int_equal(rc, 2);
+    sqlite3 *s = open_db(db);
+    pred *p = calloc(N_GOOD + 2, sizeof *p);
+    assert_non_null(p);
+    int n = read_preds(s, latest_score_run(s), p, N_GOOD + 2);
+    sqlite3_close(s);
+    assert_int_equal(n, N_GOOD);
+    pnx_rle_index *index = NULL;
+    assert_int_equal(pnx_rle_index_build(&index, csv), 0);
+    assert_int_equal(pnx_rle_index_count(index), N_GOOD);
+    int differs = 0;
+    for (int i = 0; i < n; i++) {
+        size_t at;
+        assert_int_equal(pnx_rle_index_find(index, p[i].uid, &at), 0);
+        pnx_image a = {0}, b = {0};
+        decode_rle(&p[i], &a);
+        assert_int_equal(pnx_image_alloc(&b, a.width, a.height), 0);
+        assert_int_equal(pnx_rle_index_decode(index, at, PNX_RLE_FMT_ABSOLUTE, &b), 0);
+        assert_memory_equal(a.pixels, b.pixels, pnx_image_size(&a));
+        /* Read as relative, a mask of several runs would come out different. */
+        pnx_image c = {0};
+        assert_int_equal(pnx_image_alloc(&c, a.width, a.height), 0);
+        if (pnx_rle_index_decode(index, at, PNX_RLE_FMT_RELATIVE, &c) != 0 ||
+            memcmp(c.pixels, a.pixels, pnx_image_size(&a)) != 0)
+            differs++;
+        pnx_image_free(&a);
+        pnx_image_free(&b);
+        pnx_image_free(&c);
+    }
+    assert_true(differs > 0);
+    pnx_rle_index_free(index);
+    free_preds(p, n);
+    free(p);
+}
+
 /* ---- kill and resume ---------------------------------------------------------- */
 
 static pid_t start_scorer(const char *db, const char *out)
@@ -889,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_triplet_from_model),
         cmocka_unit_test(test_duplicate_uids),
         cmocka_unit_test(test_real_siim),
+        cmocka_unit_test(test_submission_absolute),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_interrupt),
     };
