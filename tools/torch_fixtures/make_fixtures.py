@@ -28,7 +28,6 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 # Adam's first steps divide each gradient by its own magnitude, so with the
 # default eps (1e-8) a weight whose gradient is rounding noise (a conv bias
@@ -127,6 +126,9 @@ def main():
     ap.add_argument("--no-train", action="store_true",
                     help="only the start weights, input and eval logits (large models)")
     args = ap.parse_args()
+    # Imported here so that bench/model/bench_torch.py can use the model
+    # without the safetensors package.
+    from safetensors.torch import save_file
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
