@@ -1,0 +1,518 @@
+/*
+ * model/cuda/cudnn_conv.c — every cuDNN call of pneumoseg: the three
+ * convolutions of the U-Net (3×3 pad 1, 1×1, and the 2×2 stride-2
+ * transposed conv) forward and backward, on cuDNN's legacy convolution API
+ * (deprecated in cuDNN 9 but supported; moving to the graph API touches only
+ * this file).
+ *
+ * Each op is a cuDNN convolution "x (n,c,h,w) * filter (k,c,r,r) → y":
+ *   conv3x3 / conv1x1  x = input, filter = weight (Cout,Cin,r,r), y = output;
+ *   upconv2x2          x = the up-sampled output (N,Cout,2H,2W), filter =
+ *                      the ConvTranspose2d weight (Cin,Cout,2,2) as is,
+ *                      y = the input (N,Cin,H,W): its forward is cuDNN's
+ *                      backward-data and its backward-data cuDNN's forward,
+ *                      exactly as PyTorch runs ConvTranspose2d.
+ * Algorithms are chosen once per (direction, shape) and cached: cuDNN's
+ * heuristics by default, measured timings as an option; candidates that are
+ * not deterministic (deterministic mode) or need more workspace than the
+ * limit are skipped. The math type comes from the chosen algorithm when TF32
+ * is allowed and is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace,
+ * grown to the largest chosen algorithm's need, serves every call. Batches
+ * whose tensors would pass 2^31 elements (cuDNN's limit) run in chunks.
+ */
+#include <cudnn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "model/cuda/cuda_internal.h"
+
+#define ALGO_CACHE_MAX 512
+#define ALGO_CANDIDATES_MAX 16
+#define CUDNN_MAX_ELEMENTS ((size_t)INT_MAX)
+
+typedef enum conv_dir { DIR_FORWARD = 0, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER } conv_dir;
+
+/* A convolution in cuDNN's terms; y is (n, k, oh, ow). */
+typedef struct conv_geom {
+    int n, c, h, w; /* x */
+    int k, r;       /* filter (k, c, r, r) */
+    int pad, stride;
+} conv_geom;
+
+typedef struct algo_choice {
+    conv_geom g;
+    conv_dir dir;
+    int algo;
+    cudnnMathType_t math;
+    size_t workspace;
+} algo_choice;
+
+struct pnx_cudnn_state {
+    cudnnHandle_t handle;
+    cudnnTensorDescriptor_t xdesc, ydesc;
+    cudnnFilterDescriptor_t wdesc;
+    cudnnConvolutionDescriptor_t cdesc;
+    cudaStream_t stream;
+    pnx_cuda_options opt;
+    void *workspace;
+    size_t workspace_bytes;
+    algo_choice cache[ALGO_CACHE_MAX];
+    int n_cache;
+};
+
+static int cudnn_fail(cudnnStatus_t s, const char *what)
+{
+    return pnx_fail(PNX_EDEVICE, "cuDNN %s: %s", what, cudnnGetErrorString(s));
+}
+
+#define CUDNN_TRY(call, what)                                                                     \
+    do {                                                                                          \
+        cudnnStatus_t s_ = (call);                                                                \
+        if (s_ != CUDNN_STATUS_SUCCESS)                                                           \
+            return cudnn_fail(s_, what);                                                          \
+    } while (0)
+
+static int out_side(int in, int r, int pad, int stride)
+{
+    return (in + 2 * pad - r) / stride + 1;
+}
+
+/* ---- life cycle ----------------------------------------------------------------- */
+
+int pnx_cudnn_check_version(char *buf, size_t size)
+{
+    size_t v = cudnnGetVersion();
+    size_t major = v / 10000, minor = v % 10000 / 100, patch = v % 100;
+    if (size)
+        snprintf(buf, size, "%zu.%zu.%zu", major, minor, patch);
+    if (major != CUDNN_MAJOR)
+        return pnx_fail(PNX_EDEVICE,
+                        "cuDNN mismatch: the library loaded is %zu.%zu.%zu, this build needs "
+                        "cuDNN %d (check LD_LIBRARY_PATH)", major, minor, patch, CUDNN_MAJOR);
+    size_t rt = cudnnGetCudartVersion();
+    if (rt / 1000 != CUDART_VERSION / 1000)
+        return pnx_fail(PNX_EDEVICE,
+                        "cuDNN mismatch: the cuDNN loaded was built for CUDA %zu, this build "
+                        "uses CUDA %d (install the cuDNN for CUDA %d)", rt / 1000,
+                        CUDART_VERSION / 1000, CUDART_VERSION / 1000);
+    return 0;
+}
+
+void pnx_cudnn_destroy(pnx_cudnn_state *st)
+{
+    if (!st)
+        return;
+    if (st->cdesc)
+        cudnnDestroyConvolutionDescriptor(st->cdesc);
+    if (st->wdesc)
+        cudnnDestroyFilterDescriptor(st->wdesc);
+    if (st->ydesc)
+        cudnnDestroyTensorDescriptor(st->ydesc);
+    if (st->xdesc)
+        cudnnDestroyTensorDescriptor(st->xdesc);
+    if (st->handle)
+        cudnnDestroy(st->handle);
+    cudaFree(st->workspace);
+    free(st);
+}
+
+int pnx_cudnn_create(pnx_cudnn_state **out, cudaStream_t stream, const pnx_cuda_options *opt)
+{
+    *out = NULL;
+    pnx_cudnn_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return pnx_fail(PNX_ENOMEM, "out of memory");
+    st->stream = stream;
+    st->opt = *opt;
+    cudnnStatus_t s = cudnnCreate(&st->handle);
+    if (s != CUDNN_STATUS_SUCCESS) {
+        st->handle = NULL;
+        pnx_cudnn_destroy(st);
+        return pnx_fail(PNX_EDEVICE,
+                        "cuDNN could not start: %s (a driver too old for this cuDNN, or cuDNN's "
+                        "sub-libraries libcudnn_cnn/libcudnn_ops not found?)",
+                        cudnnGetErrorString(s));
+    }
+    if ((s = cudnnSetStream(st->handle, stream)) != CUDNN_STATUS_SUCCESS ||
+        (s = cudnnCreateTensorDescriptor(&st->xdesc)) != CUDNN_STATUS_SUCCESS ||
+        (s = cudnnCreateTensorDescriptor(&st->ydesc)) != CUDNN_STATUS_SUCCESS ||
+        (s = cudnnCreateFilterDescriptor(&st->wdesc)) != CUDNN_STATUS_SUCCESS ||
+        (s = cudnnCreateConvolutionDescriptor(&st->cdesc)) != CUDNN_STATUS_SUCCESS) {
+        pnx_cudnn_destroy(st);
+        return cudnn_fail(s, "set-up");
+    }
+    *out = st;
+    return 0;
+}
+
+/* ---- descriptors and algorithm choice -------------------------------------------- */
+
+static int set_descriptors(pnx_cudnn_state *st, const conv_geom *g)
+{
+    const int oh = out_side(g->h, g->r, g->pad, g->stride);
+    const int ow = out_side(g->w, g->r, g->pad, g->stride);
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->xdesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->n,
+                                         g->c, g->h, g->w),
+              "input descriptor");
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(st->wdesc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g->k,
+                                         g->c, g->r, g->r),
+              "filter descriptor");
+    CUDNN_TRY(cudnnSetConvolution2dDescriptor(st->cdesc, g->pad, g->pad, g->stride, g->stride, 1,
+                                              1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+              "convolution descriptor");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->ydesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->n,
+                                         g->k, oh, ow),
+              "output descriptor");
+    return 0;
+}
+
+/* One candidate, whatever the direction. */
+typedef struct candidate {
+    int algo;
+    cudnnStatus_t status;
+    cudnnDeterminism_t determinism;
+    cudnnMathType_t math;
+} candidate;
+
+static int list_candidates(pnx_cudnn_state *st, conv_dir dir, candidate *out, int *count)
+{
+    const int measured = st->opt.algo_search == PNX_CUDA_ALGO_MEASURED;
+    int n = 0;
+    switch (dir) {
+    case DIR_FORWARD: {
+        cudnnConvolutionFwdAlgoPerf_t perf[ALGO_CANDIDATES_MAX];
+        CUDNN_TRY(measured ? cudnnFindConvolutionForwardAlgorithm(
+                                 st->handle, st->xdesc, st->wdesc, st->cdesc, st->ydesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf)
+                           : cudnnGetConvolutionForwardAlgorithm_v7(
+                                 st->handle, st->xdesc, st->wdesc, st->cdesc, st->ydesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf),
+                  "forward algorithm search");
+        for (int i = 0; i < n; i++)
+            out[i] = (candidate){(int)perf[i].algo, perf[i].status, perf[i].determinism,
+                                 perf[i].mathType};
+        break;
+    }
+    case DIR_BACKWARD_DATA: {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[ALGO_CANDIDATES_MAX];
+        CUDNN_TRY(measured ? cudnnFindConvolutionBackwardDataAlgorithm(
+                                 st->handle, st->wdesc, st->ydesc, st->cdesc, st->xdesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf)
+                           : cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                                 st->handle, st->wdesc, st->ydesc, st->cdesc, st->xdesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf),
+                  "backward-data algorithm search");
+        for (int i = 0; i < n; i++) {
+            /* Algorithm 0 sums with atomics whatever cuDNN reports. */
+            cudnnDeterminism_t det = perf[i].algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0
+                                         ? CUDNN_NON_DETERMINISTIC
+                                         : perf[i].determinism;
+            out[i] = (candidate){(int)perf[i].algo, perf[i].status, det, perf[i].mathType};
+        }
+        break;
+    }
+    case DIR_BACKWARD_FILTER: {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[ALGO_CANDIDATES_MAX];
+        CUDNN_TRY(measured ? cudnnFindConvolutionBackwardFilterAlgorithm(
+                                 st->handle, st->xdesc, st->ydesc, st->cdesc, st->wdesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf)
+                           : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                                 st->handle, st->xdesc, st->ydesc, st->cdesc, st->wdesc,
+                                 ALGO_CANDIDATES_MAX, &n, perf),
+                  "backward-filter algorithm search");
+        for (int i = 0; i < n; i++) {
+            cudnnDeterminism_t det = perf[i].algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ||
+                                             perf[i].algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3
+                                         ? CUDNN_NON_DETERMINISTIC
+                                         : perf[i].determinism;
+            out[i] = (candidate){(int)perf[i].algo, perf[i].status, det, perf[i].mathType};
+        }
+        break;
+    }
+    }
+    *count = n < 0 ? 0 : (n > ALGO_CANDIDATES_MAX ? ALGO_CANDIDATES_MAX : n);
+    return 0;
+}
+
+static cudnnStatus_t workspace_size(pnx_cudnn_state *st, conv_dir dir, int algo, size_t *bytes)
+{
+    switch (dir) {
+    case DIR_FORWARD:
+        return cudnnGetConvolutionForwardWorkspaceSize(st->handle, st->xdesc, st->wdesc, st->cdesc,
+                                                       st->ydesc, (cudnnConvolutionFwdAlgo_t)algo,
+                                                       bytes);
+    case DIR_BACKWARD_DATA:
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(
+            st->handle, st->wdesc, st->ydesc, st->cdesc, st->xdesc,
+            (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+    case DIR_BACKWARD_FILTER:
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            st->handle, st->xdesc, st->ydesc, st->cdesc, st->wdesc,
+            (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+    }
+    return CUDNN_STATUS_BAD_PARAM;
+}
+
+static const char *dir_name(conv_dir dir)
+{
+    return dir == DIR_FORWARD ? "forward" : dir == DIR_BACKWARD_DATA ? "backward-data"
+                                                                     : "backward-filter";
+}
+
+/* Finds (or chooses and caches) the algorithm for g in direction dir; leaves
+ * the descriptors set for g with the choice's math type. */
+static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
+                       const algo_choice **out)
+{
+    int rc = set_descriptors(st, g);
+    if (rc)
+        return rc;
+    for (int i = 0; i < st->n_cache; i++) {
+        const algo_choice *e = &st->cache[i];
+        if (e->dir == dir && memcmp(&e->g, g, sizeof *g) == 0) {
+            CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, e->math), "math type");
+            *out = e;
+            return 0;
+        }
+    }
+    const int tf32 = st->opt.allow_tf32;
+    CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+              "math type");
+    candidate cand[ALGO_CANDIDATES_MAX];
+    int n = 0;
+    if ((rc = list_candidates(st, dir, cand, &n)))
+        return rc;
+    for (int i = 0; i < n; i++) {
+        if (cand[i].status != CUDNN_STATUS_SUCCESS)
+            continue;
+        if (st->opt.deterministic && cand[i].determinism != CUDNN_DETERMINISTIC)
+            continue;
+        /* Without TF32 the plain FP32 kernels only; with it, the math type
+         * the algorithm was rated with, else cuDNN may run a slower one. */
+        cudnnMathType_t math = tf32 ? cand[i].math : CUDNN_FMA_MATH;
+        if (cudnnSetConvolutionMathType(st->cdesc, math) != CUDNN_STATUS_SUCCESS)
+            continue;
+        size_t bytes = 0;
+        if (workspace_size(st, dir, cand[i].algo, &bytes) != CUDNN_STATUS_SUCCESS ||
+            bytes > st->opt.workspace_limit)
+            continue;
+        if (st->n_cache == ALGO_CACHE_MAX)
+            st->n_cache = 0; /* a full cache starts over: shapes are few in practice */
+        algo_choice *e = &st->cache[st->n_cache++];
+        e->g = *g;
+        e->dir = dir;
+        e->algo = cand[i].algo;
+        e->math = math;
+        e->workspace = bytes;
+        *out = e;
+        return 0;
+    }
+    return pnx_fail(PNX_EDEVICE,
+                    "cuDNN offers no %s%s algorithm within the %.0f MiB workspace limit for a "
+                    "%dx%d convolution of a (%d,%d,%d,%d) tensor to %d channels",
+                    st->opt.deterministic ? "deterministic " : "", dir_name(dir),
+                    (double)st->opt.workspace_limit / (1 << 20), g->r, g->r, g->n, g->c, g->h,
+                    g->w, g->k);
+}
+
+static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
+{
+    if (bytes <= st->workspace_bytes)
+        return 0;
+    /* cudaFree waits for queued work, so nothing still uses the old one. */
+    cudaFree(st->workspace);
+    st->workspace = NULL;
+    st->workspace_bytes = 0;
+    cudaError_t err = cudaMalloc(&st->workspace, bytes);
+    if (err != cudaSuccess) {
+        st->workspace = NULL;
+        return pnx_cuda_fail(err, "cuDNN workspace");
+    }
+    st->workspace_bytes = bytes;
+    return 0;
+}
+
+/* ---- running one convolution -------------------------------------------------------- */
+
+/* dir = FORWARD:         y = conv(x, w) + beta·y
+ *       BACKWARD_DATA:   x = conv_backward_data(w, y) + beta·x
+ *       BACKWARD_FILTER: w = conv_backward_filter(x, y) + beta·w
+ * with the batch cut into chunks that keep every tensor under cuDNN's
+ * element limit (the filter gradient then accumulates chunk after chunk). */
+static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, float *x, float *w, float *y,
+                    float beta)
+{
+    pnx_cudnn_state *st = cuda_of(be)->conv;
+    const int oh = out_side(g.h, g.r, g.pad, g.stride), ow = out_side(g.w, g.r, g.pad, g.stride);
+    const size_t x_per = (size_t)g.c * g.h * g.w, y_per = (size_t)g.k * oh * ow;
+    const size_t per = x_per > y_per ? x_per : y_per;
+    if (per > CUDNN_MAX_ELEMENTS)
+        return pnx_fail(PNX_ERANGE,
+                        "one image's tensor (%zu elements) passes cuDNN's limit of 2^31",
+                        per);
+    const int chunk_max = (int)(CUDNN_MAX_ELEMENTS / per < (size_t)g.n ? CUDNN_MAX_ELEMENTS / per
+                                                                       : (size_t)g.n);
+    const float one = 1.0f, alpha = 1.0f;
+    for (int n0 = 0; n0 < g.n; n0 += chunk_max) {
+        conv_geom part = g;
+        part.n = g.n - n0 < chunk_max ? g.n - n0 : chunk_max;
+        float *xp = x + (size_t)n0 * x_per, *yp = y + (size_t)n0 * y_per;
+        const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 ? &one : &beta;
+        const algo_choice *a;
+        int rc = choose_algo(st, &part, dir, &a);
+        if (!rc)
+            rc = ensure_workspace(st, a->workspace);
+        if (rc)
+            return rc;
+        cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+        switch (dir) {
+        case DIR_FORWARD:
+            s = cudnnConvolutionForward(st->handle, &alpha, st->xdesc, xp, st->wdesc, w,
+                                        st->cdesc, (cudnnConvolutionFwdAlgo_t)a->algo,
+                                        st->workspace, a->workspace, b, st->ydesc, yp);
+            break;
+        case DIR_BACKWARD_DATA:
+            s = cudnnConvolutionBackwardData(st->handle, &alpha, st->wdesc, w, st->ydesc, yp,
+                                             st->cdesc, (cudnnConvolutionBwdDataAlgo_t)a->algo,
+                                             st->workspace, a->workspace, b, st->xdesc, xp);
+            break;
+        case DIR_BACKWARD_FILTER:
+            s = cudnnConvolutionBackwardFilter(st->handle, &alpha, st->xdesc, xp, st->ydesc, yp,
+                                               st->cdesc,
+                                               (cudnnConvolutionBwdFilterAlgo_t)a->algo,
+                                               st->workspace, a->workspace, b, st->wdesc, w);
+            break;
+        }
+        if (s != CUDNN_STATUS_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "%s convolution (algorithm %d)", dir_name(dir), a->algo);
+            return cudnn_fail(s, what);
+        }
+    }
+    return 0;
+}
+
+static int check_dims(pnx_dims xd, int cout)
+{
+    if (xd.n < 1 || xd.c < 1 || xd.h < 1 || xd.w < 1 || cout < 1)
+        return pnx_fail(PNX_EINVAL, "convolution of a (%d,%d,%d,%d) tensor to %d channels",
+                        xd.n, xd.c, xd.h, xd.w, cout);
+    return 0;
+}
+
+static int bias_grad(pnx_backend *be, const float *dy, int n, int c, size_t p, float *db)
+{
+    cuda_impl *ci = cuda_of(be);
+    void *scratch;
+    int rc = pnx_cuda_scratch(be, pnx_cuk_channel_scratch(ci->sm_count, n, c, p), &scratch);
+    if (!rc)
+        rc = pnx_cuk_bias_grad(ci->stream, ci->sm_count, dy, n, c, p, db, scratch);
+    return rc;
+}
+
+/* cuDNN takes non-const pointers for its inputs too; it does not write them. */
+static float *unconst(const float *p)
+{
+    union {
+        const float *c;
+        float *m;
+    } u = {.c = p};
+    return u.m;
+}
+
+static int conv_forward(pnx_backend *be, int r, int pad, const float *x, pnx_dims xd,
+                        const float *w, const float *bias, int cout, float *y)
+{
+    int rc = check_dims(xd, cout);
+    if (rc)
+        return rc;
+    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1};
+    rc = run_conv(be, g, DIR_FORWARD, unconst(x), unconst(w), y, 0.0f);
+    if (!rc)
+        rc = pnx_cuk_add_bias(cuda_of(be)->stream, y, bias, xd.n, cout, (size_t)xd.h * xd.w);
+    return rc;
+}
+
+static int conv_backward(pnx_backend *be, int r, int pad, const float *x, pnx_dims xd,
+                         const float *w, int cout, const float *dy, float *dx, int acc,
+                         float *dw, float *db)
+{
+    int rc = check_dims(xd, cout);
+    if (rc)
+        return rc;
+    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1};
+    if (dx)
+        rc = run_conv(be, g, DIR_BACKWARD_DATA, dx, unconst(w), unconst(dy), acc ? 1.0f : 0.0f);
+    if (!rc)
+        rc = run_conv(be, g, DIR_BACKWARD_FILTER, unconst(x), dw, unconst(dy), 1.0f);
+    if (!rc)
+        rc = bias_grad(be, dy, xd.n, cout, (size_t)xd.h * xd.w, db);
+    return rc;
+}
+
+int pnx_cudnn_conv3x3_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                              const float *bias, int cout, float *y)
+{
+    return conv_forward(be, 3, 1, x, xd, w, bias, cout, y);
+}
+
+int pnx_cudnn_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                               int cout, const float *dy, float *dx, int acc, float *dw,
+                               float *db)
+{
+    return conv_backward(be, 3, 1, x, xd, w, cout, dy, dx, acc, dw, db);
+}
+
+int pnx_cudnn_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                              const float *bias, int cout, float *y)
+{
+    return conv_forward(be, 1, 0, x, xd, w, bias, cout, y);
+}
+
+int pnx_cudnn_conv1x1_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                               int cout, const float *dy, float *dx, int acc, float *dw,
+                               float *db)
+{
+    return conv_backward(be, 1, 0, x, xd, w, cout, dy, dx, acc, dw, db);
+}
+
+/* The transposed conv as the convolution "(N,Cout,2H,2W) * (Cin,Cout,2,2),
+ * stride 2 → (N,Cin,H,W)" run backwards. */
+static conv_geom upconv_geom(pnx_dims xd, int cout)
+{
+    conv_geom g = {xd.n, cout, 2 * xd.h, 2 * xd.w, xd.c, 2, 0, 2};
+    return g;
+}
+
+int pnx_cudnn_upconv2x2_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                const float *bias, int cout, float *y)
+{
+    int rc = check_dims(xd, cout);
+    if (rc)
+        return rc;
+    rc = run_conv(be, upconv_geom(xd, cout), DIR_BACKWARD_DATA, y, unconst(w), unconst(x), 0.0f);
+    if (!rc)
+        rc = pnx_cuk_add_bias(cuda_of(be)->stream, y, bias, xd.n, cout,
+                              (size_t)4 * xd.h * xd.w);
+    return rc;
+}
+
+int pnx_cudnn_upconv2x2_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                 int cout, const float *dy, float *dx, int acc, float *dw,
+                                 float *db)
+{
+    int rc = check_dims(xd, cout);
+    if (rc)
+        return rc;
+    conv_geom g = upconv_geom(xd, cout);
+    if (dx)
+        rc = run_conv(be, g, DIR_FORWARD, unconst(dy), unconst(w), dx, acc ? 1.0f : 0.0f);
+    if (!rc)
+        rc = run_conv(be, g, DIR_BACKWARD_FILTER, unconst(dy), dw, unconst(x), 1.0f);
+    if (!rc)
+        rc = bias_grad(be, dy, xd.n, cout, (size_t)4 * xd.h * xd.w, db);
+    return rc;
+}
