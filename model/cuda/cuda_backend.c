@@ -22,7 +22,7 @@ int pnx_cuda_fail(cudaError_t err, const char *what)
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
             free_b = total_b = 0;
         (void)cudaGetLastError();
-        return pnx_fail(PNX_ENOMEM,
+        return pnx_fail(PNX_EDEVICE,
                         "%s: out of GPU memory (%.2f GiB free of %.2f GiB); use a smaller batch",
                         what, (double)free_b / (1 << 30), (double)total_b / (1 << 30));
     }

@@ -42,8 +42,8 @@ static inline cuda_impl *cuda_of(pnx_backend *be)
     return (cuda_impl *)be->impl;
 }
 
-/* PNX_EDEVICE with "<what>: <CUDA's message>" (out of memory: PNX_ENOMEM
- * with the device's free memory); clears CUDA's sticky-free last error. */
+/* PNX_EDEVICE with "<what>: <CUDA's message>" (out of memory: the device's
+ * free and total memory); resets CUDA's last error. */
 int pnx_cuda_fail(cudaError_t err, const char *what);
 
 /* Device scratch of at least bytes (contents not kept). */
