@@ -352,7 +352,8 @@ int main(void)
         check_batchnorm(be, (pnx_dims){3, 5, 9, 11}, 100.0, 0.01); /* mean ≫ spread */
         check_batchnorm(be, (pnx_dims){2, 16, 1, 1}, 0.0, 1.0);    /* the U-Net's bottom at 16² */
         check_relu(be, 1);
-        check_relu(be, 1000003);
+        check_relu(be, 1000003); /* not a multiple of 4: one float per thread */
+        check_relu(be, 1 << 20); /* 16-byte vectors */
         check_maxpool(be, (pnx_dims){2, 3, 8, 8});
         check_maxpool(be, (pnx_dims){1, 5, 34, 18});
         check_concat(be, 2, 3, 5, 17);

@@ -209,18 +209,36 @@ __global__ void bn_forward_finalize_kernel(const double *part, const float *x, i
     coef[c + ch] = (float)(beta[ch] - mean * invstd * gamma[ch]);
 }
 
-__global__ void bn_apply_kernel(const float *x, float *y, size_t rows, int c, size_t p,
+/* V = float4 moves 16 bytes per thread (rows of a multiple of 4 floats on
+ * 16-byte boundaries), V = float one; p counts V's. */
+__device__ inline float4 fma4(float4 v, float a, float b)
+{
+    return make_float4(v.x * a + b, v.y * a + b, v.z * a + b, v.w * a + b);
+}
+__device__ inline float fma4(float v, float a, float b)
+{
+    return v * a + b;
+}
+
+template <typename V>
+__global__ void bn_apply_kernel(const V *x, V *y, size_t rows, int c, size_t p,
                                 const float *coef)
 {
     for (size_t r = blockIdx.y; r < rows; r += gridDim.y) {
         const int ch = (int)(r % c);
         const float scale = coef[ch], shift = coef[c + ch];
-        const float *xr = x + r * p;
-        float *yr = y + r * p;
+        const V *xr = x + r * p;
+        V *yr = y + r * p;
         for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < p;
              q += (size_t)gridDim.x * blockDim.x)
-            yr[q] = xr[q] * scale + shift;
+            yr[q] = fma4(xr[q], scale, shift);
     }
+}
+
+bool vec4_ok(size_t p, const void *a, const void *b, const void *c)
+{
+    auto aligned = [](const void *q) { return q == nullptr || (uintptr_t)q % 16 == 0; };
+    return p % 4 == 0 && aligned(a) && aligned(b) && aligned(c);
 }
 
 /* dx = a·dy + b·x + k per channel (ops_ref.c's folding); coef = {a, b, k}. */
@@ -246,37 +264,77 @@ __global__ void bn_backward_finalize_kernel(const double *part, int c, int S, do
     coef[2 * c + ch] = (float)k;
 }
 
-__global__ void bn_backward_apply_kernel(const float *x, const float *dy, float *dx, size_t rows,
-                                         int c, size_t p, const float *coef, int acc)
+__device__ inline float bn_dx(float dy, float x, float a, float b, float k, float prev, int acc)
+{
+    const float v = a * dy + b * x + k;
+    return acc ? prev + v : v;
+}
+
+template <typename V>
+__global__ void bn_backward_apply_kernel(const V *x, const V *dy, V *dx, size_t rows, int c,
+                                         size_t p, const float *coef, int acc)
 {
     for (size_t r = blockIdx.y; r < rows; r += gridDim.y) {
         const int ch = (int)(r % c);
         const float a = coef[ch], b = coef[c + ch], k = coef[2 * c + ch];
-        const float *xr = x + r * p;
-        const float *dyr = dy + r * p;
-        float *dxr = dx + r * p;
+        const V *xr = x + r * p;
+        const V *dyr = dy + r * p;
+        V *dxr = dx + r * p;
         for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < p;
              q += (size_t)gridDim.x * blockDim.x) {
-            const float v = a * dyr[q] + b * xr[q] + k;
-            dxr[q] = acc ? dxr[q] + v : v;
+            if constexpr (sizeof(V) == sizeof(float4)) {
+                const float4 xv = xr[q], dv = dyr[q];
+                const float4 prev = acc ? dxr[q] : make_float4(0, 0, 0, 0);
+                dxr[q] = make_float4(bn_dx(dv.x, xv.x, a, b, k, prev.x, acc),
+                                     bn_dx(dv.y, xv.y, a, b, k, prev.y, acc),
+                                     bn_dx(dv.z, xv.z, a, b, k, prev.z, acc),
+                                     bn_dx(dv.w, xv.w, a, b, k, prev.w, acc));
+            } else {
+                dxr[q] = bn_dx(dyr[q], xr[q], a, b, k, acc ? dxr[q] : 0.0f, acc);
+            }
         }
     }
 }
 
 /* ---- element-wise ---------------------------------------------------------- */
 
-__global__ void relu_forward_kernel(const float *x, float *y, size_t n)
+__device__ inline float relu1(float v)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return v > 0.0f ? v : 0.0f;
+}
+__device__ inline float relu_grad1(float y, float dy)
+{
+    return y > 0.0f ? dy : 0.0f;
 }
 
-__global__ void relu_backward_kernel(const float *y, const float *dy, float *dx, size_t n)
+/* n counts V's (float4 or float). */
+template <typename V>
+__global__ void relu_forward_kernel(const V *x, V *y, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+         i += (size_t)gridDim.x * blockDim.x) {
+        if constexpr (sizeof(V) == sizeof(float4)) {
+            const float4 v = x[i];
+            y[i] = make_float4(relu1(v.x), relu1(v.y), relu1(v.z), relu1(v.w));
+        } else {
+            y[i] = relu1(x[i]);
+        }
+    }
+}
+
+template <typename V>
+__global__ void relu_backward_kernel(const V *y, const V *dy, V *dx, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        if constexpr (sizeof(V) == sizeof(float4)) {
+            const float4 yv = y[i], g = dy[i];
+            dx[i] = make_float4(relu_grad1(yv.x, g.x), relu_grad1(yv.y, g.y),
+                                relu_grad1(yv.z, g.z), relu_grad1(yv.w, g.w));
+        } else {
+            dx[i] = relu_grad1(y[i], dy[i]);
+        }
+    }
 }
 
 /* Ties keep the first element in row-major window order, NaN wins: as
@@ -485,7 +543,11 @@ int pnx_cuk_batchnorm_forward(cudaStream_t s, int sm_count, const float *x, pnx_
     int rc = launch_check("batch norm statistics");
     if (rc)
         return rc;
-    bn_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, y, rows, d.c, p, coef);
+    if (vec4_ok(p, x, y, nullptr))
+        bn_apply_kernel<<<row_grid(rows, p / 4), kThreads, 0, s>>>(
+            (const float4 *)x, (float4 *)y, rows, d.c, p / 4, coef);
+    else
+        bn_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, y, rows, d.c, p, coef);
     return launch_check("batch norm");
 }
 
@@ -510,8 +572,12 @@ int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x, pnx
     rc = launch_check("batch norm backward statistics");
     if (rc || !dx)
         return rc;
-    bn_backward_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, dy, dx, rows, d.c, p,
-                                                                     coef, acc);
+    if (vec4_ok(p, x, dy, dx))
+        bn_backward_apply_kernel<<<row_grid(rows, p / 4), kThreads, 0, s>>>(
+            (const float4 *)x, (const float4 *)dy, (float4 *)dx, rows, d.c, p / 4, coef, acc);
+    else
+        bn_backward_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, dy, dx, rows, d.c, p,
+                                                                         coef, acc);
     return launch_check("batch norm backward");
 }
 
@@ -519,7 +585,11 @@ int pnx_cuk_relu_forward(cudaStream_t s, const float *x, float *y, size_t n)
 {
     if (n == 0)
         return 0;
-    relu_forward_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n);
+    if (vec4_ok(n, x, y, nullptr))
+        relu_forward_kernel<<<grid_for(n / 4), kThreads, 0, s>>>((const float4 *)x, (float4 *)y,
+                                                                 n / 4);
+    else
+        relu_forward_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n);
     return launch_check("relu");
 }
 
@@ -527,7 +597,11 @@ int pnx_cuk_relu_backward(cudaStream_t s, const float *y, const float *dy, float
 {
     if (n == 0)
         return 0;
-    relu_backward_kernel<<<grid_for(n), kThreads, 0, s>>>(y, dy, dx, n);
+    if (vec4_ok(n, y, dy, dx))
+        relu_backward_kernel<<<grid_for(n / 4), kThreads, 0, s>>>(
+            (const float4 *)y, (const float4 *)dy, (float4 *)dx, n / 4);
+    else
+        relu_backward_kernel<<<grid_for(n), kThreads, 0, s>>>(y, dy, dx, n);
     return launch_check("relu backward");
 }
 
