@@ -237,6 +237,26 @@ static int list_candidates(pnx_cudnn_state *st, conv_dir dir, candidate *out, in
     return 0;
 }
 
+/* Every algorithm of a direction in enum order, for when the search offered
+ * none that fits: the workspace query then decides what runs. */
+static int list_all_algorithms(conv_dir dir, candidate *out)
+{
+    int n = dir == DIR_FORWARD         ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
+            : dir == DIR_BACKWARD_DATA ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
+                                       : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    if (n > ALGO_CANDIDATES_MAX)
+        n = ALGO_CANDIDATES_MAX;
+    for (int i = 0; i < n; i++) {
+        int racy = (dir == DIR_BACKWARD_DATA && i == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0) ||
+                   (dir == DIR_BACKWARD_FILTER && (i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ||
+                                                   i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3));
+        out[i] = (candidate){i, CUDNN_STATUS_SUCCESS,
+                             racy ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC,
+                             CUDNN_FMA_MATH};
+    }
+    return n;
+}
+
 static cudnnStatus_t workspace_size(pnx_cudnn_state *st, conv_dir dir, int algo, size_t *bytes)
 {
     switch (dir) {
@@ -262,6 +282,9 @@ static const char *dir_name(conv_dir dir)
                                                                      : "backward-filter";
 }
 
+static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
+                                       const candidate *cand, int n);
+
 /* Finds (or chooses and caches) the algorithm for g in direction dir; leaves
  * the descriptors set for g with the choice's math type. */
 static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
@@ -283,8 +306,32 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
               "math type");
     candidate cand[ALGO_CANDIDATES_MAX];
     int n = 0;
-    if ((rc = list_candidates(st, dir, cand, &n)))
-        return rc;
+    /* A failed search is not final: every algorithm is tried next. */
+    if (list_candidates(st, dir, cand, &n) != 0)
+        n = 0;
+    const algo_choice *found = NULL;
+    for (int pass = 0; pass < 2 && !found; pass++) {
+        if (pass == 1)
+            n = list_all_algorithms(dir, cand);
+        found = first_usable(st, g, dir, cand, n);
+    }
+    if (found) {
+        *out = found;
+        return 0;
+    }
+    return pnx_fail(PNX_EDEVICE,
+                    "cuDNN offers no %s%s algorithm within the %.0f MiB workspace limit for a "
+                    "%dx%d convolution of a (%d,%d,%d,%d) tensor to %d channels",
+                    st->opt.deterministic ? "deterministic " : "", dir_name(dir),
+                    (double)st->opt.workspace_limit / (1 << 20), g->r, g->r, g->n, g->c, g->h,
+                    g->w, g->k);
+}
+
+/* The first candidate that is allowed and fits, cached; NULL if none. */
+static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
+                                       const candidate *cand, int n)
+{
+    const int tf32 = st->opt.allow_tf32;
     for (int i = 0; i < n; i++) {
         if (cand[i].status != CUDNN_STATUS_SUCCESS)
             continue;
@@ -307,15 +354,9 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
         e->algo = cand[i].algo;
         e->math = math;
         e->workspace = bytes;
-        *out = e;
-        return 0;
+        return e;
     }
-    return pnx_fail(PNX_EDEVICE,
-                    "cuDNN offers no %s%s algorithm within the %.0f MiB workspace limit for a "
-                    "%dx%d convolution of a (%d,%d,%d,%d) tensor to %d channels",
-                    st->opt.deterministic ? "deterministic " : "", dir_name(dir),
-                    (double)st->opt.workspace_limit / (1 << 20), g->r, g->r, g->n, g->c, g->h,
-                    g->w, g->k);
+    return NULL;
 }
 
 static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
