@@ -19,7 +19,7 @@
 #include "common/safetensors.h"
 #include "ingest/ingest.h"
 #include "model/checkpoint.h"
-#include "model/cpu/cpu_backend.h"
+#include "model/device.h"
 #include "model/unet.h"
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
@@ -71,8 +71,8 @@ static void usage(FILE *out)
             "  --size S           DICOM input: the side to resize to (a multiple of 16)\n"
             "  --batch-size B     images per forward pass (default %d)\n"
             "  --threads T        CPU threads and decode workers (default: all CPUs)\n"
-            "  --device D         cpu (default) or reference (the slow, plain-loop\n"
-            "                     oracle, for checks); cuda is not built yet\n"
+            "  --device D         cpu (default), cuda, auto (the GPU when present), or\n"
+            "                     reference (the slow, plain-loop oracle, for checks)\n"
             "\n"
             "The configuration file and the database are not used.\n"
             "\n" PNX_CLI_COMMON_HELP,
@@ -277,6 +277,7 @@ typedef struct predict_args {
     const char *model, *output;
     char **inputs;
     int n_inputs, batch, reference, dicom;
+    int device; /* enum pnx_model_device, when not reference */
     unsigned threads;
     long size;
 } predict_args;
@@ -291,8 +292,13 @@ static int run_predict(const predict_args *a, int *n_failed)
     dicom_input dicom = {0};
     const pnx_st_tensor *input = NULL;
     uint32_t side = 0;
+    pnx_device_request req = {.device = a->device, .threads = a->threads};
+    const char *kind = NULL;
+    char desc[320];
     int rc = a->reference ? pnx_backend_reference_create(&be)
-                          : pnx_backend_cpu_create(&be, a->threads);
+                          : pnx_backend_open(&be, &req, &kind, desc, sizeof desc);
+    if (!rc && !a->reference)
+        pnx_log_info("device %s", desc);
     pnx_checkpoint_info info = {0};
     if (!rc)
         rc = pnx_checkpoint_load(&model, be, a->model, &info);
@@ -413,10 +419,14 @@ int pnx_cmd_predict(int argc, char **argv)
     if (strcmp(device, "reference") == 0) {
         a.reference = 1;
     } else if (strcmp(device, "cuda") == 0) {
-        fprintf(stderr, "pneumoseg predict: the CUDA backend is not built yet\n");
-        return PNX_EXIT_FATAL;
-    } else if (strcmp(device, "cpu") != 0) {
-        fprintf(stderr, "pneumoseg predict: --device '%s': expected cpu or reference\n", device);
+        a.device = PNX_MODEL_DEVICE_CUDA;
+    } else if (strcmp(device, "auto") == 0) {
+        a.device = PNX_MODEL_DEVICE_AUTO;
+    } else if (strcmp(device, "cpu") == 0) {
+        a.device = PNX_MODEL_DEVICE_CPU;
+    } else {
+        fprintf(stderr, "pneumoseg predict: --device '%s': expected cpu, cuda, auto or "
+                        "reference\n", device);
         return PNX_EXIT_USAGE;
     }
     a.inputs = argv + optind;

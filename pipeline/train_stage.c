@@ -17,7 +17,7 @@
 #include "common/sha256.h"
 #include "db/train.h"
 #include "model/checkpoint.h"
-#include "model/cpu/cpu_backend.h"
+#include "model/device.h"
 #include "model/unet.h"
 #include "pipeline/train_curve.h"
 #include "pipeline/train_streams.h"
@@ -125,18 +125,21 @@ static int check_caches(pnx_trainer *t)
 static int create_backend(pnx_trainer *t)
 {
     const pnx_train_config *cfg = t->cfg;
-    if (cfg->device == PNX_DEVICE_CUDA)
-        return pnx_fail(PNX_ENOTBUILT,
-                        "device cuda: this pneumoseg has no CUDA backend yet (model/cuda/, "
-                        "issue 6); use --device cpu or auto");
-    if (cfg->device == PNX_DEVICE_AUTO)
-        pnx_log_info("device auto: no CUDA backend in this build, training on the CPU");
-    if (cfg->precision != PNX_PREC_FP32)
-        pnx_log_warn("train.precision: the CPU backend computes in fp32 only; using fp32");
-    int rc = pnx_backend_cpu_create(&t->be, cfg->threads > 0 ? (unsigned)cfg->threads : 0u);
+    pnx_device_request req = {
+        .device = cfg->device,
+        .threads = cfg->threads > 0 ? (unsigned)cfg->threads : 0u,
+        .allow_tf32 = cfg->precision == PNX_PREC_TF32,
+        .deterministic = cfg->deterministic,
+    };
+    char desc[320];
+    int rc = pnx_backend_open(&t->be, &req, &t->device, desc, sizeof desc);
     if (rc)
-        return pnx_fail_prefix(rc, "CPU backend");
-    t->device = "cpu";
+        return rc;
+    pnx_log_info("device %s: %s", cfg->device == PNX_DEVICE_AUTO ? "auto" : t->device, desc);
+    if (cfg->precision == PNX_PREC_BF16 || cfg->precision == PNX_PREC_FP16)
+        pnx_log_warn("train.precision: mixed precision is not built yet; computing in fp32");
+    else if (cfg->precision == PNX_PREC_TF32 && strcmp(t->device, "cpu") == 0)
+        pnx_log_warn("train.precision: tf32 applies on a GPU only; the CPU computes in fp32");
     return PNX_OK;
 }
 

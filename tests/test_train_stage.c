@@ -29,6 +29,7 @@
 #include "db/train.h"
 #include "pipeline/config.h"
 #include "pipeline/train_curve.h"
+#include "model/cuda/cuda_backend.h"
 #include "pipeline/train_stage.h"
 #include "preprocess/cache.h"
 
@@ -377,8 +378,14 @@ static void test_bad_caches(void **state)
 
     cfg.device = PNX_DEVICE_CUDA;
     cfg.cache_dir = make_caches("cuda", 4, SIDE, 4, SIDE);
-    assert_int_equal(pnx_trainer_open(&t, &cfg), PNX_ENOTBUILT);
-    assert_non_null(strstr(pnx_errmsg(), "cuda"));
+    /* Without a GPU: no device (CUDA built) or not built (CUDA absent). A
+     * machine with a GPU trains instead, so only this case is checked. */
+    char why[256];
+    if (pnx_cuda_device_count(why, sizeof why) == 0) {
+        int rc = pnx_trainer_open(&t, &cfg);
+        assert_true(rc == PNX_EDEVICE || rc == PNX_ENOTBUILT);
+        assert_non_null(strstr(pnx_errmsg(), "device cuda"));
+    }
     free(cfg.cache_dir);
     free(val);
     free(model);
