@@ -176,7 +176,7 @@ int pnx_cmd_score(int argc, char **argv)
     }
     pnx_config *cfg = &ctx.cfg;
     pnx_score_config *sc = &cfg->score;
-    long v;
+    long v = 0;
     pnx_rle_fmt fmt;
 #define ARG(o) arg[(o) - OPT_MODEL]
 #define FLAG(o) flag[(o) - OPT_MODEL]

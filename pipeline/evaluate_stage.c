@@ -120,7 +120,7 @@ static int evaluate_one(eval_ctx *c, const pnx_prediction_view *p)
         note_without_truth(c, uid);
         return 0;
     }
-    pnx_rle_index *index;
+    pnx_rle_index *index = NULL;
     if ((rc = truth_index_for(c, csv, &index)))
         return rc;
     size_t at;
