@@ -49,7 +49,7 @@ static void usage(FILE *out)
             "\n"
             "Options (defaults from the `score:` section):\n"
             "  --model FILE            checkpoint (.safetensors); default score.model\n"
-            "  --device D              auto or cpu (cuda: not in the score stage yet)\n"
+            "  --device D              auto (the GPU when present), cpu or cuda\n"
             "  --batch-size N          images per inference batch\n"
             "  --threshold P           pixel probability threshold, 0..1\n"
             "  --min-area N            remove mask components under N native pixels\n"

@@ -38,19 +38,21 @@ typedef struct pnx_score_model {
     double triplet_bottom;
     int base_width;
     char sha256[65];          /* of the checkpoint file */
+    const char *device;       /* "cpu" or "cuda": the backend taken */
     int capacity;             /* images the buffers hold */
     float *input;             /* (capacity, 1, side, side) */
     float *logits;            /* (capacity, 1, side, side) */
     float *flipped;           /* TTA: predictions on the flipped inputs */
 } pnx_score_model;
 
-/* Loads path on the CPU backend with `threads` threads (0 = all CPUs). The
+/* Loads path on the backend chosen by device (enum pnx_model_device: auto,
+ * cpu or cuda; see model/device.h) with `threads` CPU threads (0 = all). The
  * side comes from the checkpoint's PNX_SCORE_META_IMAGE_SIZE, else
  * fallback_side (the dataset's image_size); tuned triplet thresholds from
  * PNX_SCORE_META_TOP/MIN_AREA/BOTTOM when the three are there. A malformed
  * value is PNX_EFORMAT. */
 int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
-                         unsigned threads, int capacity);
+                         int device, unsigned threads, int capacity);
 void pnx_score_model_free(pnx_score_model *sm);
 
 /* Probabilities for n ≤ capacity 8-bit images of any size: each is resized

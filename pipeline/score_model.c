@@ -12,7 +12,7 @@
 #include "common/safetensors.h"
 #include "common/sha256.h"
 #include "model/checkpoint.h"
-#include "model/cpu/cpu_backend.h"
+#include "model/device.h"
 #include "pipeline/score_internal.h"
 #include "preprocess/resize.h"
 
@@ -91,7 +91,7 @@ static int read_metadata(const char *path, uint32_t fallback, pnx_score_model *s
 }
 
 int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
-                         unsigned threads, int capacity)
+                         int device, unsigned threads, int capacity)
 {
     memset(sm, 0, sizeof *sm);
     if (capacity < 1)
@@ -104,8 +104,11 @@ int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallbac
     if (sm->side % PNX_UNET_SIZE_MULTIPLE != 0 || sm->side == 0)
         return pnx_fail(PNX_EINVAL, "model input side %u is not a multiple of %d", sm->side,
                         PNX_UNET_SIZE_MULTIPLE);
-    if ((rc = pnx_backend_cpu_create(&sm->backend, threads)))
+    pnx_device_request req = {.device = device, .threads = threads};
+    char desc[320];
+    if ((rc = pnx_backend_open(&sm->backend, &req, &sm->device, desc, sizeof desc)))
         return rc;
+    pnx_log_info("device %s", desc);
     pnx_checkpoint_info info;
     if ((rc = pnx_checkpoint_load(&sm->net, sm->backend, path, &info))) {
         pnx_score_model_free(sm);

@@ -138,7 +138,7 @@ static int open_run(score_state *st, const char *config_text, const char *config
                 .config_text = config_text,
                 .config_sha256 = config_sha256,
                 .model_sha256 = rep->model_sha256,
-                .device = "cpu",
+                .device = st->model.device,
             };
             return pnx_db_run_begin(st->db, &info, &rep->run_id);
         }
@@ -419,9 +419,6 @@ static int check_request(const pnx_score_request *req)
 {
     if (!req->dicom_dir || !req->model_path || !req->output_dir)
         return pnx_fail(PNX_EINVAL, "a DICOM folder, a model and an output folder are needed");
-    if (req->device == PNX_DEVICE_CUDA)
-        return pnx_fail(PNX_ENOTBUILT, "the CUDA backend is not available to the score stage "
-                                       "in this build; use --device cpu");
     if (req->batch_size < 1 || req->commit_every < 1)
         return pnx_fail(PNX_EINVAL, "batch_size and commit_every must be at least 1");
     if (req->overlay_size < 0 || req->overlay_size > 65535)
@@ -500,7 +497,7 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
     if ((rc = pnx_decode_pool_create(&pool, workers, &req->limits)))
         goto out;
     if ((rc = pnx_score_model_load(&st.model, req->model_path, req->fallback_side,
-                                   (unsigned)req->threads, req->batch_size)))
+                                   req->device, (unsigned)req->threads, req->batch_size)))
         goto out;
     report->side = st.model.side;
     memcpy(report->model_sha256, st.model.sha256, sizeof report->model_sha256);

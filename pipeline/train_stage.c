@@ -28,7 +28,7 @@
 #define META_RUN_ID "pneumoseg.run_id"
 #define META_BEST_DICE "pneumoseg.best_val_dice"
 #define META_BEST_EPOCH "pneumoseg.best_epoch"
-#define N_SETTINGS 12
+#define N_SETTINGS 13
 
 /* ---- the trainer --------------------------------------------------------------- */
 
@@ -207,6 +207,8 @@ static void settings_of(const pnx_trainer *t, settings_text *s)
 {
     const pnx_train_config *c = t->cfg;
     memset(s, 0, sizeof *s);
+    /* The input side every consumer of a checkpoint reads (score, predict). */
+    settings_int(s, "pneumoseg.image_size", t->side);
     settings_int(s, "pneumoseg.train.image_size", t->side);
     settings_int(s, "pneumoseg.train.batch_size", c->batch_size);
     settings_real(s, "pneumoseg.train.learning_rate", c->learning_rate);
@@ -243,8 +245,11 @@ static int read_resume_metadata(pnx_trainer *t, const char *path)
     settings_of(t, &now);
     for (int i = 0; i < now.n; i++) {
         const char *before = pnx_st_meta(f, now.keys[i]);
-        if (strcmp(now.keys[i], "pneumoseg.train.epochs") == 0)
-            continue; /* extending a run is what resuming is for */
+        /* Extending a run is what resuming is for; the image size is
+         * compared under its pneumoseg.train. name. */
+        if (strcmp(now.keys[i], "pneumoseg.train.epochs") == 0 ||
+            strncmp(now.keys[i], "pneumoseg.train.", strlen("pneumoseg.train.")) != 0)
+            continue;
         if (before && strcmp(before, now.values[i]) != 0)
             pnx_log_warn("resuming with %s = %s where the checkpoint was trained with %s: the "
                          "result will differ from an uninterrupted run",
