@@ -22,6 +22,7 @@
 #include "ingest/ingest.h"
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
+#include "pipeline/instance_row.h"
 
 #define COMMIT_EVERY 256
 
@@ -103,35 +104,6 @@ typedef struct ingest_run {
     int in_tx;
 } ingest_run;
 
-static void row_from_result(pnx_instance_row *row, const pnx_decode_result *r)
-{
-    const pnx_dicom_meta *m = &r->meta;
-    memset(row, 0, sizeof *row);
-    row->sop_instance_uid = m->sop_uid;
-    row->series_instance_uid = m->series_uid;
-    row->study_instance_uid = m->study_uid;
-    row->patient_id = m->patient_id;
-    row->sop_class_uid = m->sop_class_uid;
-    row->modality = m->modality;
-    row->view_position = m->view_position;
-    row->path = r->path;
-    row->file_size = m->file_size > 0 ? m->file_size : -1;
-    row->transfer_syntax = m->transfer_syntax;
-    row->photometric = m->photometric;
-    row->rows = m->rows;
-    row->columns = m->columns;
-    row->bits_allocated = m->bits_allocated;
-    row->bits_stored = m->bits_stored;
-    row->has_spacing = m->spacing_source != 0;
-    row->pixel_spacing_row = m->pixel_spacing_row;
-    row->pixel_spacing_col = m->pixel_spacing_col;
-    row->lossy = m->lossy;
-    if (r->error_kind != PNX_INGEST_OK) {
-        row->error_kind = pnx_ingest_error_kind_name(r->error_kind);
-        row->error = r->error;
-    }
-}
-
 /* Records one result; returns non-zero only for database failures. */
 static int record(ingest_run *run, const pnx_decode_result *r)
 {
@@ -163,7 +135,10 @@ static int record(ingest_run *run, const pnx_decode_result *r)
     }
     if (r->meta.sop_uid[0]) {
         pnx_instance_row row;
-        row_from_result(&row, r);
+        pnx_instance_row_from_result(
+            &row, r,
+            r->error_kind == PNX_INGEST_OK ? NULL : pnx_ingest_error_kind_name(r->error_kind),
+            r->error_kind == PNX_INGEST_OK ? NULL : r->error);
         int stored = 0;
         rc = pnx_db_instance_put_kept(run->writer, &row, &stored);
         if (rc == 0 && !stored) {

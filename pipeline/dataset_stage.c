@@ -21,6 +21,7 @@
 #include "db/instances.h"
 #include "ingest/ingest.h"
 #include "preprocess/cache.h"
+#include "pipeline/instance_row.h"
 #include "preprocess/resize.h"
 #include "preprocess/split.h"
 #include "pneumoseg_version.h"
@@ -121,29 +122,8 @@ static int record_instance(pnx_db_instances_writer *w, const pnx_decode_result *
     if (!uid_is_plain(m->sop_uid))
         return pnx_db_ingest_error_put(w, r->path, m->file_size > 0 ? m->file_size : -1,
                                        kind ? kind : "malformed", r->error);
-    pnx_instance_row row = {
-        .sop_instance_uid = m->sop_uid,
-        .series_instance_uid = m->series_uid,
-        .study_instance_uid = m->study_uid,
-        .patient_id = m->patient_id,
-        .sop_class_uid = m->sop_class_uid,
-        .modality = m->modality,
-        .view_position = m->view_position,
-        .path = r->path,
-        .file_size = m->file_size > 0 ? m->file_size : -1,
-        .transfer_syntax = m->transfer_syntax,
-        .photometric = m->photometric,
-        .rows = m->rows,
-        .columns = m->columns,
-        .bits_allocated = m->bits_allocated,
-        .bits_stored = m->bits_stored,
-        .pixel_spacing_row = m->pixel_spacing_row,
-        .pixel_spacing_col = m->pixel_spacing_col,
-        .has_spacing = m->spacing_source != 0,
-        .lossy = m->lossy,
-        .error_kind = kind,
-        .error = kind ? r->error : NULL,
-    };
+    pnx_instance_row row;
+    pnx_instance_row_from_result(&row, r, kind, kind ? r->error : NULL);
     return pnx_db_instance_put(w, &row);
 }
 

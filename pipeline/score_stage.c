@@ -20,6 +20,7 @@
 #include "db/metrics.h"
 #include "db/predictions.h"
 #include "pipeline/config.h"
+#include "pipeline/instance_row.h"
 #include "pipeline/score_internal.h"
 #include "pneumoseg_version.h"
 #include "rle/rle.h"
@@ -150,34 +151,6 @@ static int open_run(score_state *st, const char *config_text, const char *config
     return pnx_db_predictions_done_each(st->db, run.id, add_done, st);
 }
 
-static void instance_row_from(pnx_instance_row *row, const pnx_decode_result *r,
-                              const char *error_kind, const char *error)
-{
-    const pnx_dicom_meta *m = &r->meta;
-    memset(row, 0, sizeof *row);
-    row->sop_instance_uid = m->sop_uid;
-    row->series_instance_uid = m->series_uid;
-    row->study_instance_uid = m->study_uid;
-    row->patient_id = m->patient_id;
-    row->sop_class_uid = m->sop_class_uid;
-    row->modality = m->modality;
-    row->view_position = m->view_position;
-    row->path = r->path;
-    row->file_size = m->file_size > 0 ? m->file_size : -1;
-    row->transfer_syntax = m->transfer_syntax;
-    row->photometric = m->photometric;
-    row->rows = m->rows;
-    row->columns = m->columns;
-    row->bits_allocated = m->bits_allocated;
-    row->bits_stored = m->bits_stored;
-    row->has_spacing = m->spacing_source != 0;
-    row->pixel_spacing_row = m->pixel_spacing_row;
-    row->pixel_spacing_col = m->pixel_spacing_col;
-    row->lossy = m->lossy;
-    row->error_kind = error_kind;
-    row->error = error;
-}
-
 /* Records a file that failed before scoring (decode) or during it. */
 static int record_failure(score_state *st, const pnx_decode_result *r, const char *kind,
                           const char *message)
@@ -201,7 +174,7 @@ static int record_failure(score_state *st, const pnx_decode_result *r, const cha
     /* The instances row stays an ok row when only the scoring failed. */
     if (r->error_kind != PNX_INGEST_OK) {
         pnx_instance_row row;
-        instance_row_from(&row, r, kind, message);
+        pnx_instance_row_from_result(&row, r, kind, message);
         if ((rc = pnx_db_instance_put(st->instances, &row)))
             return rc;
     }
@@ -227,7 +200,7 @@ static int record_success(score_state *st, batch_item *it)
     if (rc)
         return rc;
     pnx_instance_row row;
-    instance_row_from(&row, r, NULL, NULL);
+    pnx_instance_row_from_result(&row, r, NULL, NULL);
     if ((rc = pnx_db_instance_put(st->instances, &row)))
         return rc;
     pnx_prediction_row p = {
