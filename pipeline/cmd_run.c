@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "Options:\n"
             "  --check          only validate CONFIG (every key, type and range) and exit\n"
             "  --stages A,B     run these stages instead of the YAML's `stages:`\n"
-            "                   (dataset, train, score, evaluate)\n"
+            "                   (dataset, train, score, evaluate, report)\n"
             "\n" PNX_CLI_COMMON_HELP);
 }
 
@@ -41,7 +41,7 @@ static int parse_stages(const char *text, int *stages, int *n)
         int s = pnx_stage_from_name(tok);
         if (s < 0)
             return pnx_fail(PNX_EINVAL, "--stages: unknown stage '%s' "
-                                        "(stages: dataset, train, score, evaluate)", tok);
+                                        "(stages: dataset, train, score, evaluate, report)", tok);
         if (*n >= PNX_MAX_STAGES)
             return pnx_fail(PNX_EINVAL, "--stages: too many stages");
         stages[(*n)++] = s;

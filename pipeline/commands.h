@@ -36,6 +36,7 @@ int pnx_cmd_dataset(int argc, char **argv);
 int pnx_cmd_train(int argc, char **argv);
 int pnx_cmd_score(int argc, char **argv);
 int pnx_cmd_evaluate(int argc, char **argv);
+int pnx_cmd_report(int argc, char **argv);
 int pnx_cmd_predict(int argc, char **argv);
 int pnx_cmd_rle(int argc, char **argv);
 int pnx_cmd_db(int argc, char **argv);

@@ -15,7 +15,7 @@
 #include "pipeline/yaml_tree.h"
 
 static const char *const stage_names[PNX_STAGE_COUNT] = {"dataset", "train", "score",
-                                                         "evaluate"};
+                                                         "evaluate", "report"};
 
 const char *pnx_stage_name(int stage)
 {
@@ -197,7 +197,7 @@ static int set_stages(const load_ctx *lc, const pnx_key_spec *spec, const ynode 
                 return fail_at(lc, item, spec->path,
                                "unknown stage '%s' (did you mean '%s'?)", item->value, best);
             return fail_at(lc, item, spec->path,
-                           "unknown stage '%s' (stages: dataset, train, score, evaluate)",
+                           "unknown stage '%s' (stages: dataset, train, score, evaluate, report)",
                            item->value);
         }
         for (size_t j = 0; j < i; j++)

@@ -26,6 +26,7 @@ enum pnx_stage {
     PNX_STAGE_TRAIN,
     PNX_STAGE_SCORE,
     PNX_STAGE_EVALUATE,
+    PNX_STAGE_REPORT,
     PNX_STAGE_COUNT
 };
 #define PNX_MAX_STAGES 8

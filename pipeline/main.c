@@ -15,6 +15,7 @@ const pnx_command pnx_commands[] = {
     {"train", "train the U-Net on the dataset caches", pnx_cmd_train},
     {"score", "segment every image of a DICOM tree: SEG, overlays, database", pnx_cmd_score},
     {"evaluate", "Dice and recall of a scored run against the ground truth", pnx_cmd_evaluate},
+    {"report", "a self-contained HTML report of a run", pnx_cmd_report},
     {"predict", "run the network on preprocessed input; write logits", pnx_cmd_predict},
     {"rle", "decode or encode Kaggle RLE masks", pnx_cmd_rle},
     {"db", "inspect or migrate the SQLite database", pnx_cmd_db},
