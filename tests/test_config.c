@@ -89,7 +89,7 @@ static void test_good_full(void **state)
     pnx_config_free(&cfg);
 }
 
-static void test_project_pipeline_yaml(void **state)
+static void test_project_pipeline_files(void **state)
 {
     (void)state;
     pnx_config cfg;
@@ -97,6 +97,13 @@ static void test_project_pipeline_yaml(void **state)
     if (rc)
         fail_msg("%s", pnx_errmsg());
     assert_true(cfg.n_stages >= 1);
+    pnx_config_free(&cfg);
+    rc = pnx_config_load(&cfg, PNX_SOURCE_DIR "/pipeline.siim.yaml");
+    if (rc)
+        fail_msg("%s", pnx_errmsg());
+    assert_int_equal(cfg.dataset.split_by_count, 1);
+    assert_int_equal(cfg.dataset.split_count[0], 10675);
+    assert_int_equal(cfg.train.base_width, 64);
     pnx_config_free(&cfg);
 }
 
@@ -207,7 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_good_full),
-        cmocka_unit_test(test_project_pipeline_yaml),
+        cmocka_unit_test(test_project_pipeline_files),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_depth_bound),
         cmocka_unit_test(test_size_bound),
