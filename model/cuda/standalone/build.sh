@@ -67,6 +67,7 @@ echo "build.sh: nvcc $nvcc, cuDNN $cudnn_inc + $cudnn_lib ($cudnn_link)"
 
 objs=
 for src in common/error.c common/rng.c common/fileio.c common/safetensors.c \
+           common/safetensors_json.c common/safetensors_read.c common/safetensors_write.c \
            model/ops_ref.c model/backend_ref.c model/unet.c model/unet_plan.c \
            model/unet_state.c model/checkpoint.c \
            model/cuda/cuda_backend.c model/cuda/cudnn_conv.c; do
