@@ -22,10 +22,10 @@
 #define HIST_BINS 10
 
 /* Chart geometry in SVG user units. */
-#define CHART_W 560
+#define CHART_W 520
 #define CHART_H 280
 #define CHART_LEFT 60
-#define CHART_RIGHT 20
+#define CHART_RIGHT 16
 #define CHART_TOP 34
 #define CHART_BOTTOM 46
 
@@ -35,7 +35,7 @@ static const char PAGE_STYLE[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;"
     "margin:24px auto;max-width:1120px;color:#1d2330;background:#fff;padding:0 16px}"
     "h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:1px solid #d5d9e0;padding-bottom:4px;"
-    "margin-top:32px}h3{margin:18px 0 8px}.sub{color:#5b6472;margin-top:0}"
+    "margin-top:32px}h3{margin:18px 0 8px}.sub{color:#5b6472;margin-top:0}.pixels{margin-top:10px}"
     "table{border-collapse:collapse;font-size:14px}td,th{padding:4px 10px;text-align:left;"
     "border-bottom:1px solid #eceef2;vertical-align:top}th{background:#f5f6f8}"
     "td.num{text-align:right;font-variant-numeric:tabular-nums}"
@@ -149,11 +149,26 @@ static void svg_open(FILE *f, const char *title)
     fputs("</text>\n", f);
 }
 
-/* The y grid with labels, the x axis line and the axis titles. */
-static void svg_axes(FILE *f, const chart_axes *a, const char *x_title, const char *y_title)
+/* A round tick step (1, 2, 2.5 or 5 × 10^k) giving about four intervals. */
+static double nice_step(double range)
 {
-    for (int k = 0; k <= 4; k++) {
-        double v = a->y0 + (a->y1 - a->y0) * k / 4.0;
+    double raw = range / 4;
+    double magnitude = pow(10, floor(log10(raw)));
+    double r = raw / magnitude;
+    return magnitude * (r <= 1 ? 1 : r <= 2 ? 2 : r <= 2.5 ? 2.5 : r <= 5 ? 5 : 10);
+}
+
+/* The y grid with labels at y0 + k * y_step, the x axis line and the axis
+ * titles. */
+static void svg_axes(FILE *f, const chart_axes *a, double y_step, const char *x_title,
+                     const char *y_title)
+{
+    for (int k = 0; k <= 20; k++) {
+        double v = a->y0 + y_step * k;
+        if (v > a->y1 + y_step * 1e-6)
+            break;
+        if (fabs(v) < y_step * 1e-9)
+            v = 0;
         double y = map_y(a, v);
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e3e6eb\"/>"
                    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#5b6472\">%.3g</text>\n",
@@ -189,16 +204,21 @@ static void svg_line_chart(FILE *f, const char *title, const char *y_title, cons
             lo = 0;
             hi = 1;
         }
-        double pad = (hi - lo) * 0.08;
-        if (pad <= 0)
-            pad = fabs(hi) > 0 ? fabs(hi) * 0.1 : 0.5;
-        a.y0 = lo - pad;
-        a.y1 = hi + pad;
+        if (hi - lo < 1e-12) {
+            double pad = fabs(hi) > 0 ? fabs(hi) * 0.1 : 0.5;
+            lo -= pad;
+            hi += pad;
+        }
+        a.y0 = lo;
+        a.y1 = hi;
     }
+    double step = nice_step(a.y1 - a.y0);
+    a.y0 = floor(a.y0 / step + 1e-9) * step;
+    a.y1 = ceil(a.y1 / step - 1e-9) * step;
     svg_open(f, title);
-    svg_axes(f, &a, "epoch", y_title);
-    size_t step = n > 10 ? (n + 9) / 10 : 1;
-    for (size_t i = 0; i < n; i += step)
+    svg_axes(f, &a, step, "epoch", y_title);
+    size_t x_step = n > 10 ? (n + 9) / 10 : 1;
+    for (size_t i = 0; i < n; i += x_step)
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#5b6472\">%g</text>",
                 map_x(&a, x[i]), CHART_H - CHART_BOTTOM + 16, x[i]);
     fputc('\n', f);
@@ -227,7 +247,7 @@ static void svg_line_chart(FILE *f, const char *title, const char *y_title, cons
         double ly = 14 + 14.0 * s;
         fprintf(f, "\n<rect x=\"%d\" y=\"%.1f\" width=\"14\" height=\"3\" fill=\"%s\"/>"
                    "<text x=\"%d\" y=\"%.1f\" fill=\"#1d2330\">",
-                CHART_W - 150, ly - 4, series[s].color, CHART_W - 130, ly);
+                CHART_W - 140, ly - 4, series[s].color, CHART_W - 120, ly);
         put_escaped(f, series[s].name);
         fputs("</text>\n", f);
     }
@@ -247,9 +267,10 @@ static void svg_dice_histogram(FILE *f, const double *dice, size_t n)
     }
     for (int b = 0; b < HIST_BINS; b++)
         top = counts[b] > top ? counts[b] : top;
-    chart_axes a = {0, 1, 0, top > 0 ? (double)top * 1.12 : 1};
+    double step = top > 4 ? ceil(nice_step((double)top)) : 1;
+    chart_axes a = {0, 1, 0, fmax(1, ceil((double)top * 1.1 / step) * step)};
     svg_open(f, "Dice per image");
-    svg_axes(f, &a, "Dice (10 bins; the last holds 1.0)", "images");
+    svg_axes(f, &a, step, "Dice (10 bins; the last holds 1.0)", "images");
     for (int b = 0; b <= HIST_BINS; b++)
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#5b6472\">%.1f</text>",
                 map_x(&a, (double)b / HIST_BINS), CHART_H - CHART_BOTTOM + 16,
@@ -366,7 +387,7 @@ static void section_summary(FILE *f, const pnx_metrics_summary *s)
     card(f, "sensitivity (image level)", s->sensitivity, 3, found);
     card(f, "specificity (image level)", s->specificity, 3, empty);
     fputs("</div>\n", f);
-    fprintf(f, "<p class=\"sub\">Pixels over the run: TP %" PRId64 ", FP %" PRId64 ", FN %" PRId64
+    fprintf(f, "<p class=\"sub pixels\">Pixels over the run: TP %" PRId64 ", FP %" PRId64 ", FN %" PRId64
                ".</p>\n", s->tp, s->fp, s->fn);
 }
 
