@@ -574,14 +574,17 @@ int pnx_report_write(pnx_db *db, const pnx_report_request *req, pnx_report_resul
     pnx_report_run score, train;
     if ((rc = pnx_db_report_run(db, run_id, &score)))
         return rc;
+    if (strcmp(score.stage, "score") != 0)
+        return pnx_fail(PNX_ENOTFOUND, "run %" PRId64 " is a %s run, not a score run", run_id,
+                        score.stage);
     pnx_metrics_summary summary;
     if ((rc = pnx_db_metrics_summary(db, run_id, &summary)))
         return rc;
     if (summary.evaluated == 0)
         return pnx_fail(PNX_ENOTFOUND,
-                        "run %" PRId64 " (%s) has no evaluation: no instance_metrics rows "
+                        "score run %" PRId64 " has no evaluation: no instance_metrics rows "
                         "(run `pneumoseg evaluate --run %" PRId64 "` first)",
-                        run_id, score.stage, run_id);
+                        run_id, run_id);
     int64_t train_id = 0;
     int link = PNX_REPORT_TRAIN_NONE;
     if ((rc = pnx_db_report_train_run_for(db, &score, &train_id, &link)))

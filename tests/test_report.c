@@ -269,6 +269,9 @@ static void test_run_without_metrics(void **state)
     assert_int_equal(pnx_report_write(fx->db, &req, &res), PNX_ENOTFOUND);
     assert_non_null(strstr(pnx_errmsg(), "run 4"));
     assert_non_null(strstr(pnx_errmsg(), "no evaluation"));
+    req.run_id = 1;
+    assert_int_equal(pnx_report_write(fx->db, &req, &res), PNX_ENOTFOUND);
+    assert_non_null(strstr(pnx_errmsg(), "run 1 is a train run, not a score run"));
     req.run_id = 99;
     assert_int_equal(pnx_report_write(fx->db, &req, &res), PNX_ENOTFOUND);
     assert_non_null(strstr(pnx_errmsg(), "no run 99"));
