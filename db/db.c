@@ -279,3 +279,24 @@ int pnx_db_count_rows(pnx_db *db, const char *table, int64_t *count)
     sqlite3_finalize(st);
     return rc;
 }
+
+int pnx_db_run_exists(pnx_db *db, int64_t run_id, const char *stage, int *exists)
+{
+    *exists = 0;
+    sqlite3_stmt *st;
+    int rc = pnx_db_prepare(db, "SELECT 1 FROM runs WHERE id = ? AND stage = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    if ((rc = pnx_db_bind_text(st, 2, stage))) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *exists = 1;
+    else if (step != SQLITE_DONE)
+        rc = pnx_db_fail(db, "look up run");
+    sqlite3_finalize(st);
+    return rc;
+}

@@ -62,6 +62,9 @@ int pnx_db_run_begin(pnx_db *db, const pnx_run_info *info, int64_t *run_id);
 int pnx_db_run_finish(pnx_db *db, int64_t run_id, const char *status,
                       int64_t n_ok, int64_t n_failed, const char *message);
 
+/* 1 when runs holds a row with this id and stage, else 0 (in *exists). */
+int pnx_db_run_exists(pnx_db *db, int64_t run_id, const char *stage, int *exists);
+
 /* Number of rows in a table or view of the schema (name checked against the
  * schema, never interpolated blindly). */
 int pnx_db_count_rows(pnx_db *db, const char *table, int64_t *count);

@@ -32,6 +32,7 @@ typedef struct pnx_score_model {
     pnx_unet *net;
     uint32_t side;            /* the training resolution: inputs are side × side */
     int side_from_checkpoint; /* 0: the fallback side was used */
+    int64_t train_run_id;     /* pneumoseg.run_id of the checkpoint; 0 when absent */
     int has_triplet;          /* the checkpoint holds tuned triplet thresholds */
     double triplet_top;
     int64_t triplet_min_area;

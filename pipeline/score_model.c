@@ -84,6 +84,14 @@ static int read_metadata(const char *path, uint32_t fallback, pnx_score_model *s
     } else {
         *side = fallback;
     }
+    /* The train run that wrote the checkpoint, to link the score run to it. */
+    const char *run_text = pnx_st_meta(f, "pneumoseg.run_id");
+    if (run_text) {
+        char *end = NULL;
+        errno = 0;
+        long long id = strtoll(run_text, &end, 10);
+        sm->train_run_id = !errno && end != run_text && !*end && id > 0 ? (int64_t)id : 0;
+    }
     if (!rc)
         rc = read_triplet(f, path, sm);
     pnx_st_close(f);

@@ -134,12 +134,22 @@ static int open_run(score_state *st, const char *config_text, const char *config
         if (rc && rc != PNX_ENOTFOUND)
             return rc;
         if (rc == PNX_ENOTFOUND) {
+            /* Linked to the train run that wrote the model when that run is
+             * in this database (a checkpoint may come from elsewhere). */
+            int64_t parent = 0;
+            int known = 0;
+            if (st->model.train_run_id > 0 &&
+                (rc = pnx_db_run_exists(st->db, st->model.train_run_id, "train", &known)))
+                return rc;
+            if (known)
+                parent = st->model.train_run_id;
             pnx_run_info info = {
                 .stage = "score",
                 .config_text = config_text,
                 .config_sha256 = config_sha256,
                 .model_sha256 = rep->model_sha256,
                 .device = st->model.device,
+                .parent_run_id = parent,
             };
             return pnx_db_run_begin(st->db, &info, &rep->run_id);
         }
