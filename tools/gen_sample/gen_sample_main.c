@@ -149,7 +149,7 @@ static int write_study(const options *o, const pnx_sample_plan *plan, uint32_t i
         return rc;
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/%s/%s/%s", o->out,
-             s->split == PNX_SPLIT_TRAIN ? "dicom-images-train" : "dicom-images-test",
+             s->split == PNX_SAMPLE_FOLDER_TRAIN ? "dicom-images-train" : "dicom-images-test",
              s->study_uid, s->series_uid);
     snprintf(path, sizeof path, "%s/%s.dcm", dir, s->sop_uid);
     rc = pnx_mkdir_p(dir, 0755);

@@ -128,7 +128,7 @@ int pnx_sample_plan_make(uint64_t seed, uint32_t n_train, uint32_t n_test,
     pnx_rng rng;
     pnx_rng_seed(&rng, seed, PNX_SAMPLE_STREAM_PLAN);
     for (uint32_t i = 0; i < n; i++) {
-        plan->studies[i].split = i < n_train ? PNX_SPLIT_TRAIN : PNX_SPLIT_TEST;
+        plan->studies[i].split = i < n_train ? PNX_SAMPLE_FOLDER_TRAIN : PNX_SAMPLE_FOLDER_TEST;
         earlier_of[i] = UINT32_MAX;
     }
     assign_layouts(&rng, plan->studies, n_train, 0.5, order);

@@ -25,10 +25,10 @@
 #define PNX_SAMPLE_UID_MAX 65
 #define PNX_SAMPLE_MAX_STUDIES 100000u
 
-enum { PNX_SPLIT_TRAIN = 0, PNX_SPLIT_TEST = 1 };
+enum { PNX_SAMPLE_FOLDER_TRAIN = 0, PNX_SAMPLE_FOLDER_TEST = 1 };
 
 typedef struct pnx_sample_study {
-    int split;                          /* PNX_SPLIT_TRAIN or PNX_SPLIT_TEST */
+    int split;                          /* PNX_SAMPLE_FOLDER_TRAIN or PNX_SAMPLE_FOLDER_TEST */
     uint32_t patient;                   /* index into the plan's patients */
     int female;
     int ap_view;
