@@ -35,7 +35,7 @@ static void test_plan_label_mix_and_patients(void **state)
     int positive[2] = {0, 0}, apart = 0, overlapping = 0, repeats = 0;
     for (uint32_t i = 0; i < plan.n_studies; i++) {
         const pnx_sample_study *s = &plan.studies[i];
-        assert_int_equal(s->split, i < 60 ? PNX_SPLIT_TRAIN : PNX_SPLIT_TEST);
+        assert_int_equal(s->split, i < 60 ? PNX_SAMPLE_FOLDER_TRAIN : PNX_SAMPLE_FOLDER_TEST);
         positive[s->split] += s->layout != PNX_PTX_NONE;
         apart += s->layout == PNX_PTX_APART;
         overlapping += s->layout == PNX_PTX_OVERLAPPING;
@@ -57,8 +57,8 @@ static void test_plan_label_mix_and_patients(void **state)
             }
         }
     }
-    assert_int_equal(positive[PNX_SPLIT_TRAIN], 30);
-    assert_int_equal(positive[PNX_SPLIT_TEST], 8);
+    assert_int_equal(positive[PNX_SAMPLE_FOLDER_TRAIN], 30);
+    assert_int_equal(positive[PNX_SAMPLE_FOLDER_TEST], 8);
     assert_true(apart >= 2);
     assert_true(overlapping >= 2);
     assert_int_equal(repeats, 5);
