@@ -8,7 +8,6 @@
  * same rows.
  */
 #include <errno.h>
-#include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
 #include "pipeline/instance_row.h"
+#include "pipeline/png_io.h"
 
 #define COMMIT_EVERY 256
 
@@ -62,39 +62,6 @@ static int uid_is_safe_name(const char *uid)
     return 1;
 }
 
-static int write_png_gray(const char *path, const pnx_image *img)
-{
-    pnx_atomic_file af;
-    int rc = pnx_atomic_open(&af, path);
-    if (rc)
-        return rc;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info) {
-        png_destroy_write_struct(&png, NULL);
-        pnx_atomic_abort(&af);
-        return pnx_fail(PNX_ENOMEM, "libpng");
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        pnx_atomic_abort(&af);
-        return pnx_fail(PNX_EIO, "%s: PNG write failed", path);
-    }
-    png_init_io(png, af.fp);
-    /* Eyeballing copies: fast compression matters more than the last 10 %
-     * of size (zlib's default level costs ~100 ms for a 1024² radiograph). */
-    png_set_compression_level(png, 1);
-    png_set_filter(png, 0, PNG_FILTER_SUB);
-    png_set_IHDR(png, info, img->width, img->height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (uint32_t y = 0; y < img->height; y++)
-        png_write_row(png, img->pixels + (size_t)y * img->width);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return pnx_atomic_commit(&af);
-}
-
 typedef struct ingest_run {
     pnx_db *db;
     pnx_db_instances_writer *writer;
@@ -115,7 +82,7 @@ static int record(ingest_run *run, const pnx_decode_result *r)
             char *path = pnx_path_join(run->png_dir, name);
             if (!path)
                 return pnx_fail(PNX_ENOMEM, "PNG path");
-            if (write_png_gray(path, &r->image) == 0)
+            if (pnx_png_write_gray(path, &r->image, 0) == 0)
                 run->png_written++;
             else
                 pnx_log_warn("%s: %s", r->path, pnx_errmsg());

@@ -4,7 +4,6 @@
 #include "pipeline/dataset_stage.h"
 
 #include <inttypes.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "ingest/ingest.h"
 #include "preprocess/cache.h"
 #include "pipeline/instance_row.h"
+#include "pipeline/png_io.h"
 #include "preprocess/resize.h"
 #include "preprocess/split.h"
 #include "pneumoseg_version.h"
@@ -371,38 +371,6 @@ static int split_entries(stage *s, size_t counts[PNX_SPLIT_COUNT])
 
 /* ---- pass 2: pixels, resize, caches, PNGs ---------------------------------- */
 
-static int write_png_gray(const char *path, const pnx_image *img, int scale_mask)
-{
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    pi.width = img->width;
-    pi.height = img->height;
-    pi.format = PNG_FORMAT_GRAY;
-    const uint8_t *pixels = img->pixels;
-    uint8_t *scaled = NULL;
-    if (scale_mask) {
-        scaled = malloc(pnx_image_size(img));
-        if (!scaled)
-            return pnx_fail(PNX_ENOMEM, "out of memory");
-        for (size_t i = 0; i < pnx_image_size(img); i++)
-            scaled[i] = img->pixels[i] ? 255 : 0;
-        pixels = scaled;
-    }
-    png_alloc_size_t size = 0;
-    int rc = 0;
-    void *buf = NULL;
-    if (!png_image_write_to_memory(&pi, NULL, &size, 0, pixels, 0, NULL) || size == 0 ||
-        !(buf = malloc(size)) || !png_image_write_to_memory(&pi, buf, &size, 0, pixels, 0, NULL))
-        rc = pnx_fail(PNX_EIO, "%s: PNG encoding failed: %s", path, pi.message);
-    else
-        rc = pnx_write_file_atomic(path, buf, size);
-    png_image_free(&pi);
-    free(buf);
-    free(scaled);
-    return rc;
-}
-
 static int write_png_pair(const stage *s, const image_entry *e, const pnx_image *img,
                           const pnx_image *mask)
 {
@@ -411,11 +379,11 @@ static int write_png_pair(const stage *s, const image_entry *e, const pnx_image 
     int n = snprintf(path, sizeof path, "%s/%s/inputs/%s.png", root, split, e->uid);
     if (n < 0 || (size_t)n >= sizeof path)
         return pnx_fail(PNX_ERANGE, "PNG path under %s is too long", root);
-    int rc = write_png_gray(path, img, 0);
+    int rc = pnx_png_write_gray(path, img, 0);
     if (rc)
         return rc;
     snprintf(path, sizeof path, "%s/%s/labels/%s.png", root, split, e->uid);
-    return write_png_gray(path, mask, 1);
+    return pnx_png_write_gray(path, mask, 1);
 }
 
 static int cmp_entry_ptr_uid(const void *pa, const void *pb)

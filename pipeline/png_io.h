@@ -1,6 +1,6 @@
 /*
  * pipeline/png_io.h — 8-bit greyscale PNG files for the command-line tools
- * (`pneumoseg rle` writes and reads masks as 0/255 PNGs).
+ * (`pneumoseg rle` masks, `ingest --png` and `dataset --png` pictures).
  *
  * Writing is atomic (common/fileio.h): a file appears whole under its name
  * or not at all. Reading accepts any PNG libpng reads (grey, palette, RGB,
