@@ -2,9 +2,11 @@
 #include "pipeline/cli.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "pipeline/commands.h"
 
 void pnx_cli_common_init(pnx_cli_common *c)
@@ -47,6 +49,25 @@ int pnx_context_load(pnx_context *ctx, const pnx_cli_common *c)
     return PNX_OK;
 fail:
     pnx_config_free(&ctx->cfg);
+    return rc;
+}
+
+int pnx_context_load_or_defaults(pnx_context *ctx, const pnx_cli_common *c, int config_given)
+{
+    if (config_given || access(c->config_path, F_OK) == 0)
+        return pnx_context_load(ctx, c);
+    memset(ctx, 0, sizeof *ctx);
+    int rc = pnx_config_defaults(&ctx->cfg);
+    if (!rc && c->out_dir)
+        rc = pnx_config_set_string(&ctx->cfg.output_dir, c->out_dir);
+    if (!rc && c->db_path)
+        rc = pnx_config_set_string(&ctx->cfg.database, c->db_path);
+    if (!rc)
+        rc = pnx_config_resolve_paths(&ctx->cfg);
+    if (!rc)
+        rc = pnx_sha256_hex("", 0, ctx->cfg.sha256);
+    if (rc)
+        pnx_config_free(&ctx->cfg);
     return rc;
 }
 

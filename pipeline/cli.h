@@ -71,6 +71,13 @@ typedef struct pnx_context {
 /* Loads and validates the configuration and applies --db / --out. Returns
  * PNX_ECONFIG (message "file:line:col: key: problem") on a bad file. */
 int pnx_context_load(pnx_context *ctx, const pnx_cli_common *c);
+/* Like pnx_context_load, but when no configuration was named (config_given
+ * 0) and the default pipeline.yaml does not exist, starts from the built-in
+ * defaults with --db / --out applied, so that commands such as
+ * `pneumoseg score DIR --model M` or `pneumoseg evaluate --db F` work in any
+ * folder. The run rows then record an empty configuration text. */
+int pnx_context_load_or_defaults(pnx_context *ctx, const pnx_cli_common *c, int config_given);
+
 /* Opens (and migrates) the configured database, creating its folder. */
 int pnx_context_open_db(pnx_context *ctx);
 /* Inserts the runs row for stage, with the config text and hash. */

@@ -5,11 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
-#include "common/sha256.h"
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
 #include "pipeline/evaluate_stage.h"
@@ -155,21 +153,6 @@ static void print_json(const pnx_evaluate_report *r)
     printf("]}\n");
 }
 
-/* The configuration, or with --db and no configuration file the defaults. */
-static int load_context(pnx_context *ctx, const pnx_cli_common *common, int config_given)
-{
-    if (common->db_path && !config_given && access(common->config_path, F_OK) != 0) {
-        memset(ctx, 0, sizeof *ctx);
-        int rc = pnx_config_defaults(&ctx->cfg);
-        if (!rc)
-            rc = pnx_config_set_string(&ctx->cfg.database, common->db_path);
-        if (!rc)
-            rc = pnx_sha256_hex("", 0, ctx->cfg.sha256);
-        return rc;
-    }
-    return pnx_context_load(ctx, common);
-}
-
 int pnx_cmd_evaluate(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -209,7 +192,7 @@ int pnx_cmd_evaluate(int argc, char **argv)
     }
 
     pnx_context ctx;
-    int rc = load_context(&ctx, &common, config_given);
+    int rc = pnx_context_load_or_defaults(&ctx, &common, config_given);
     if (rc) {
         fprintf(stderr, "pneumoseg evaluate: %s\n", pnx_errmsg());
         return pnx_exit_status_for(rc);

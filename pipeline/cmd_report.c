@@ -4,10 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/error.h"
-#include "common/sha256.h"
 #include "pipeline/cli.h"
 #include "pipeline/commands.h"
 #include "pipeline/report_stage.h"
@@ -44,23 +42,6 @@ static int parse_run_id(const char *text, int64_t *out)
         return pnx_fail(PNX_EINVAL, "--run: '%s' is not a run id", text);
     *out = v;
     return 0;
-}
-
-/* The configuration, or with --db and no configuration file the defaults. */
-static int load_context(pnx_context *ctx, const pnx_cli_common *common, int config_given)
-{
-    if (common->db_path && !config_given && access(common->config_path, F_OK) != 0) {
-        memset(ctx, 0, sizeof *ctx);
-        int rc = pnx_config_defaults(&ctx->cfg);
-        if (!rc)
-            rc = pnx_config_set_string(&ctx->cfg.database, common->db_path);
-        if (!rc && common->out_dir)
-            rc = pnx_config_set_string(&ctx->cfg.output_dir, common->out_dir);
-        if (!rc)
-            rc = pnx_sha256_hex("", 0, ctx->cfg.sha256);
-        return rc;
-    }
-    return pnx_context_load(ctx, common);
 }
 
 int pnx_cmd_report(int argc, char **argv)
@@ -103,7 +84,7 @@ int pnx_cmd_report(int argc, char **argv)
     }
 
     pnx_context ctx;
-    int rc = load_context(&ctx, &common, config_given);
+    int rc = pnx_context_load_or_defaults(&ctx, &common, config_given);
     if (rc) {
         fprintf(stderr, "pneumoseg report: %s\n", pnx_errmsg());
         return pnx_exit_status_for(rc);

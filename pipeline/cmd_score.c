@@ -99,23 +99,6 @@ static int parse_prob(const char *opt, const char *text, double *out)
     return 0;
 }
 
-/* The configuration, or with no configuration file (and none named) the
- * defaults, so that `pneumoseg score DIR --model M` works anywhere. */
-static int load_context(pnx_context *ctx, const pnx_cli_common *common, int config_given)
-{
-    if (config_given || access(common->config_path, F_OK) == 0)
-        return pnx_context_load(ctx, common);
-    memset(ctx, 0, sizeof *ctx);
-    int rc = pnx_config_defaults(&ctx->cfg);
-    if (!rc && common->out_dir)
-        rc = pnx_config_set_string(&ctx->cfg.output_dir, common->out_dir);
-    if (!rc && common->db_path)
-        rc = pnx_config_set_string(&ctx->cfg.database, common->db_path);
-    if (!rc)
-        rc = pnx_config_resolve_paths(&ctx->cfg);
-    return rc;
-}
-
 int pnx_cmd_score(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -169,7 +152,7 @@ int pnx_cmd_score(int argc, char **argv)
     }
 
     pnx_context ctx;
-    int rc = load_context(&ctx, &common, config_given);
+    int rc = pnx_context_load_or_defaults(&ctx, &common, config_given);
     if (rc) {
         fprintf(stderr, "pneumoseg score: %s\n", pnx_errmsg());
         return pnx_exit_status_for(rc);
