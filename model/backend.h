@@ -10,8 +10,16 @@
  *   - the CUDA backend (model/cuda/, issue 6): cuDNN.
  *
  * Conventions for every op:
- *   - tensors are float32, NCHW, contiguous, in the backend's memory
- *     (pointers from ops->alloc); shapes are in the comment beside each;
+ *   - tensors are contiguous, in the backend's memory (pointers from
+ *     ops->alloc); shapes are in the comment beside each, in NCHW terms;
+ *   - parameters, their gradients, BatchNorm statistics and Adam state are
+ *     always float32 in the layout given;
+ *   - activations (the x, y, dy, dx of every op, the logits, the loss
+ *     target) are in the backend's activation format, be->act_size bytes
+ *     an element: float32 NCHW (act_size 4) on every backend, or bfloat16
+ *     NHWC (act_size 2) on the CUDA backend in mixed precision. Their type
+ *     float * is nominal there: the host never reads backend memory, and
+ *     moves activations only through act_upload / act_download;
  *   - "accumulate" flags choose between dx = … (0) and dx += … (1);
  *     parameter gradients (dw, db, dgamma, dbeta) are always accumulated,
  *     so the caller zeroes them once per step;
@@ -110,6 +118,21 @@ typedef struct pnx_backend_ops {
                               const float *save_mean, const float *save_invstd, const float *dy,
                               float *dx, int dx_accumulate, float *dgamma, float *dbeta);
 
+    /* batchnorm_forward, then y = max(y, 0), in one pass where the backend
+     * can: the CBR block's BN+ReLU. Same arguments; y may equal x. */
+    int (*batchnorm_relu_forward)(pnx_backend *be, const float *x, pnx_dims d,
+                                  const float *gamma, const float *beta, float *running_mean,
+                                  float *running_var, int training, float momentum, float eps,
+                                  float *y, float *save_mean, float *save_invstd);
+    /* The backward of batchnorm_relu_forward in training: x the BN input, y
+     * the fused output (its sign is the ReLU mask), dy the gradient of y
+     * (not modified) → dx = BN backward of (dy where y > 0, else 0), dgamma,
+     * dbeta. dx may not alias x, y or dy. */
+    int (*batchnorm_relu_backward)(pnx_backend *be, const float *x, const float *y, pnx_dims d,
+                                   const float *gamma, const float *save_mean,
+                                   const float *save_invstd, const float *dy, float *dx,
+                                   int dx_accumulate, float *dgamma, float *dbeta);
+
     /* y = max(x, 0); y may equal x. */
     int (*relu_forward)(pnx_backend *be, const float *x, float *y, size_t n);
     /* dx = dy where y > 0, else 0 (y is the forward output); dx may equal dy. */
@@ -138,12 +161,30 @@ typedef struct pnx_backend_ops {
     /* One Adam step (step = 1 for the first) over n parameters. */
     int (*adam_update)(pnx_backend *be, float *param, const float *grad, float *m, float *v,
                        size_t n, const pnx_adam_hparams *h, int64_t step);
+
+    /* Activations to and from the host: host is float32 NCHW of shape d,
+     * the backend side is an activation (dims_count(d) × act_size bytes).
+     * On float32 NCHW backends these are plain copies. */
+    int (*act_upload)(pnx_backend *be, float *dst, const float *host, pnx_dims d);
+    int (*act_download)(pnx_backend *be, float *host, const float *src, pnx_dims d);
+
+    /* The device's free and total memory in bytes; NULL on backends whose
+     * memory is the host's. */
+    int (*mem_info)(pnx_backend *be, size_t *free_bytes, size_t *total_bytes);
 } pnx_backend_ops;
 
 struct pnx_backend {
     const pnx_backend_ops *ops;
-    void *impl; /* the backend's own state */
+    void *impl;      /* the backend's own state */
+    size_t act_size; /* bytes of one activation element: 4 (float32 NCHW) or 2
+                        (bfloat16 NHWC, CUDA mixed precision) */
 };
+
+/* Bytes of an activation tensor of shape d on be. */
+static inline size_t pnx_act_bytes(const pnx_backend *be, pnx_dims d)
+{
+    return pnx_dims_count(d) * be->act_size;
+}
 
 /* The reference backend: host memory, plain loops, single-threaded. */
 int pnx_backend_reference_create(pnx_backend **out);

@@ -29,12 +29,15 @@ enum pnx_cuda_algo_search {
 typedef struct pnx_cuda_options {
     int device;             /* CUDA device ordinal */
     int allow_tf32;         /* let FP32 convolutions use TF32 tensor cores */
+    int mixed_bf16;         /* mixed precision: activations bfloat16 NHWC,
+                               parameters, gradients, BN statistics and Adam
+                               state float32 (docs/gpu.md) */
     int deterministic;      /* only bitwise-reproducible algorithms */
     int algo_search;        /* enum pnx_cuda_algo_search */
     size_t workspace_limit; /* bytes for the shared cuDNN workspace; 0 = default */
 } pnx_cuda_options;
 
-#define PNX_CUDA_OPTIONS_DEFAULT {0, 0, 0, PNX_CUDA_ALGO_HEURISTIC, 0}
+#define PNX_CUDA_OPTIONS_DEFAULT {0, 0, 0, 0, PNX_CUDA_ALGO_HEURISTIC, 0}
 #define PNX_CUDA_DEFAULT_WORKSPACE ((size_t)1 << 30)
 
 /* Whether a usable GPU is present: returns the number of CUDA devices (> 0)
