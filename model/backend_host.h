@@ -12,6 +12,9 @@ int pnx_host_alloc(pnx_backend *be, size_t bytes, void **out);
 void pnx_host_release(pnx_backend *be, void *p);
 int pnx_host_copy(pnx_backend *be, void *dst, const void *src, size_t bytes);
 int pnx_host_fill_zero(pnx_backend *be, void *p, size_t bytes);
+/* Activations are float32 NCHW in host memory: copies. */
+int pnx_host_act_upload(pnx_backend *be, float *dst, const float *host, pnx_dims d);
+int pnx_host_act_download(pnx_backend *be, float *host, const float *src, pnx_dims d);
 int pnx_host_batchnorm_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
                                const float *beta, float *rm, float *rv, int training,
                                float momentum, float eps, float *y, float *save_mean,

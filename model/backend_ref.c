@@ -2,8 +2,11 @@
  * model/backend_ref.c — the reference backend: host memory and the plain
  * loops of ops_ref.c. Used by tests to run the whole U-Net on the oracle.
  * Also defines pnx_backend_destroy and the host-memory helpers shared with
- * the CPU backend (backend_host.h).
+ * the CPU backend (backend_host.h). Activations are float32 NCHW
+ * (act_size 4); BatchNorm+ReLU is the unfused composition, the oracle for
+ * every fused one.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +49,32 @@ int pnx_host_fill_zero(pnx_backend *be, void *p, size_t bytes)
     if (bytes)
         memset(p, 0, bytes);
     return 0;
+}
+
+/* Activations on the host are float32 NCHW: moving them is a copy. */
+static int act_copy(float *dst, const float *src, pnx_dims d)
+{
+    if (d.n < 0 || d.c < 0 || d.h < 0 || d.w < 0)
+        return pnx_fail(PNX_EINVAL, "activation shape %dx%dx%dx%d has a negative side", d.n, d.c,
+                        d.h, d.w);
+    size_t count = pnx_dims_count(d);
+    if (count > SIZE_MAX / sizeof *dst)
+        return pnx_fail(PNX_ERANGE, "activation of %zu values is too large", count);
+    if (count)
+        memmove(dst, src, count * sizeof *dst);
+    return 0;
+}
+
+int pnx_host_act_upload(pnx_backend *be, float *dst, const float *host, pnx_dims d)
+{
+    (void)be;
+    return act_copy(dst, host, d);
+}
+
+int pnx_host_act_download(pnx_backend *be, float *host, const float *src, pnx_dims d)
+{
+    (void)be;
+    return act_copy(host, src, d);
 }
 
 static void ref_destroy(pnx_backend *be)
@@ -121,6 +150,26 @@ int pnx_host_batchnorm_backward(pnx_backend *be, const float *x, pnx_dims d, con
     (void)be;
     pnx_ref_batchnorm_backward(x, d, gamma, save_mean, save_invstd, dy, dx, acc, dgamma, dbeta);
     return 0;
+}
+
+static int ref_batchnorm_relu_forward(pnx_backend *be, const float *x, pnx_dims d,
+                                      const float *gamma, const float *beta, float *rm, float *rv,
+                                      int training, float momentum, float eps, float *y,
+                                      float *save_mean, float *save_invstd)
+{
+    (void)be;
+    return pnx_ref_batchnorm_relu_forward(x, d, gamma, beta, rm, rv, training, momentum, eps, y,
+                                          save_mean, save_invstd);
+}
+
+static int ref_batchnorm_relu_backward(pnx_backend *be, const float *x, const float *y,
+                                       pnx_dims d, const float *gamma, const float *save_mean,
+                                       const float *save_invstd, const float *dy, float *dx,
+                                       int acc, float *dgamma, float *dbeta)
+{
+    (void)be;
+    return pnx_ref_batchnorm_relu_backward(x, y, d, gamma, save_mean, save_invstd, dy, dx, acc,
+                                           dgamma, dbeta);
 }
 
 int pnx_host_relu_forward(pnx_backend *be, const float *x, float *y, size_t n)
@@ -201,6 +250,8 @@ static const pnx_backend_ops reference_ops = {
     .upconv2x2_backward = ref_upconv_backward,
     .batchnorm_forward = pnx_host_batchnorm_forward,
     .batchnorm_backward = pnx_host_batchnorm_backward,
+    .batchnorm_relu_forward = ref_batchnorm_relu_forward,
+    .batchnorm_relu_backward = ref_batchnorm_relu_backward,
     .relu_forward = pnx_host_relu_forward,
     .relu_backward = pnx_host_relu_backward,
     .maxpool2x2_forward = pnx_host_maxpool_forward,
@@ -209,6 +260,9 @@ static const pnx_backend_ops reference_ops = {
     .split_channels = pnx_host_split,
     .seg_loss = pnx_host_seg_loss,
     .adam_update = pnx_host_adam_update,
+    .act_upload = pnx_host_act_upload,
+    .act_download = pnx_host_act_download,
+    .mem_info = NULL,
 };
 
 int pnx_backend_reference_create(pnx_backend **out)
@@ -217,6 +271,7 @@ int pnx_backend_reference_create(pnx_backend **out)
     if (!*out)
         return pnx_fail(PNX_ENOMEM, "out of memory");
     (*out)->ops = &reference_ops;
+    (*out)->act_size = sizeof(float);
     return 0;
 }
 

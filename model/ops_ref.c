@@ -6,6 +6,7 @@
 #include "model/ops_ref.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -206,6 +207,42 @@ int pnx_ref_batchnorm_forward(const float *x, pnx_dims d, const float *gamma, co
     return 0;
 }
 
+void pnx_ref_batchnorm_channel_affine(const float *x, pnx_dims d, const float *gamma,
+                                      const float *beta, float *running_mean, float *running_var,
+                                      int training, float momentum, float eps, float *save_mean,
+                                      float *save_invstd, int c, float *scale, float *shift)
+{
+    const size_t P = (size_t)d.h * d.w;
+    const size_t M = (size_t)d.n * P; /* values per channel */
+    double mean, invstd;
+    if (training) {
+        double sum = 0;
+        for (int n = 0; n < d.n; n++)
+            for (size_t p = 0; p < P; p++)
+                sum += x[((size_t)n * d.c + c) * P + p];
+        mean = sum / (double)M;
+        double ss = 0;
+        for (int n = 0; n < d.n; n++)
+            for (size_t p = 0; p < P; p++) {
+                double dev = x[((size_t)n * d.c + c) * P + p] - mean;
+                ss += dev * dev;
+            }
+        double var = ss / (double)M;
+        invstd = 1.0 / sqrt(var + eps);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        double unbiased = ss / (double)(M - 1);
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    } else {
+        mean = running_mean[c];
+        invstd = 1.0 / sqrt((double)running_var[c] + eps);
+    }
+    /* y = x·scale + shift, in float like any fast path would. */
+    *scale = (float)(invstd * gamma[c]);
+    *shift = (float)(beta[c] - mean * invstd * gamma[c]);
+}
+
 void pnx_ref_batchnorm_forward_channels(const float *x, pnx_dims d, const float *gamma,
                                         const float *beta, float *running_mean,
                                         float *running_var, int training, float momentum,
@@ -213,35 +250,11 @@ void pnx_ref_batchnorm_forward_channels(const float *x, pnx_dims d, const float 
                                         float *save_invstd, int c0, int c1)
 {
     const size_t P = (size_t)d.h * d.w;
-    const size_t M = (size_t)d.n * P; /* values per channel */
     for (int c = c0; c < c1; c++) {
-        double mean, invstd;
-        if (training) {
-            double sum = 0;
-            for (int n = 0; n < d.n; n++)
-                for (size_t p = 0; p < P; p++)
-                    sum += x[((size_t)n * d.c + c) * P + p];
-            mean = sum / (double)M;
-            double ss = 0;
-            for (int n = 0; n < d.n; n++)
-                for (size_t p = 0; p < P; p++) {
-                    double dev = x[((size_t)n * d.c + c) * P + p] - mean;
-                    ss += dev * dev;
-                }
-            double var = ss / (double)M;
-            invstd = 1.0 / sqrt(var + eps);
-            save_mean[c] = (float)mean;
-            save_invstd[c] = (float)invstd;
-            double unbiased = ss / (double)(M - 1);
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        } else {
-            mean = running_mean[c];
-            invstd = 1.0 / sqrt((double)running_var[c] + eps);
-        }
-        /* y = x·scale + shift, in float like any fast path would. */
-        const float scale = (float)(invstd * gamma[c]);
-        const float shift = (float)(beta[c] - mean * invstd * gamma[c]);
+        float scale, shift;
+        pnx_ref_batchnorm_channel_affine(x, d, gamma, beta, running_mean, running_var, training,
+                                         momentum, eps, save_mean, save_invstd, c, &scale,
+                                         &shift);
         for (int n = 0; n < d.n; n++) {
             const float *xr = x + ((size_t)n * d.c + c) * P;
             float *yr = y + ((size_t)n * d.c + c) * P;
@@ -260,7 +273,23 @@ void pnx_ref_batchnorm_backward(const float *x, pnx_dims d, const float *gamma,
 }
 
 /* With x̂ = (x − mean)·invstd and g = dy·γ:
- * dx = invstd · (g − mean(g) − x̂ · mean(g·x̂)), dγ = Σ dy·x̂, dβ = Σ dy. */
+ * dx = invstd · (g − mean(g) − x̂ · mean(g·x̂)), dγ = Σ dy·x̂, dβ = Σ dy,
+ * folded per channel into dx = a·dy + b·x + k. */
+void pnx_ref_batchnorm_grad_coef(double gamma, double mean, double invstd, double count,
+                                 double sum_dy, double sum_dy_x, pnx_bn_grad_coef *out)
+{
+    /* Σ dy·x̂ = invstd·(Σ dy·x − mean·Σ dy) */
+    const double sum_dy_xhat = invstd * (sum_dy_x - mean * sum_dy);
+    const double a = gamma * invstd;
+    const double b = -a * invstd * sum_dy_xhat / count;
+    const double k = -a * sum_dy / count - b * mean;
+    out->a = (float)a;
+    out->b = (float)b;
+    out->k = (float)k;
+    out->dgamma = (float)sum_dy_xhat;
+    out->dbeta = (float)sum_dy;
+}
+
 void pnx_ref_batchnorm_backward_channels(const float *x, pnx_dims d, const float *gamma,
                                          const float *save_mean, const float *save_invstd,
                                          const float *dy, float *dx, int dx_accumulate,
@@ -269,7 +298,6 @@ void pnx_ref_batchnorm_backward_channels(const float *x, pnx_dims d, const float
     const size_t P = (size_t)d.h * d.w;
     const double M = (double)d.n * (double)P;
     for (int c = c0; c < c1; c++) {
-        const double mean = save_mean[c], invstd = save_invstd[c];
         double sum_dy = 0, sum_dy_x = 0;
         for (int n = 0; n < d.n; n++) {
             const float *xr = x + ((size_t)n * d.c + c) * P;
@@ -279,29 +307,57 @@ void pnx_ref_batchnorm_backward_channels(const float *x, pnx_dims d, const float
                 sum_dy_x += (double)dyr[p] * xr[p];
             }
         }
-        /* Σ dy·x̂ = invstd·(Σ dy·x − mean·Σ dy) */
-        const double sum_dy_xhat = invstd * (sum_dy_x - mean * sum_dy);
-        dgamma[c] += (float)sum_dy_xhat;
-        dbeta[c] += (float)sum_dy;
+        pnx_bn_grad_coef k;
+        pnx_ref_batchnorm_grad_coef(gamma[c], save_mean[c], save_invstd[c], M, sum_dy, sum_dy_x,
+                                    &k);
+        dgamma[c] += k.dgamma;
+        dbeta[c] += k.dbeta;
         if (!dx)
             continue;
-        /* dx = a·dy + b·x + k, folded per channel */
-        const double a = gamma[c] * invstd;
-        const double b = -a * invstd * sum_dy_xhat / M;
-        const double k = -a * sum_dy / M - b * mean;
-        const float fa = (float)a, fb = (float)b, fk = (float)k;
         for (int n = 0; n < d.n; n++) {
             const float *xr = x + ((size_t)n * d.c + c) * P;
             const float *dyr = dy + ((size_t)n * d.c + c) * P;
             float *dxr = dx + ((size_t)n * d.c + c) * P;
             if (dx_accumulate)
                 for (size_t p = 0; p < P; p++)
-                    dxr[p] += fa * dyr[p] + fb * xr[p] + fk;
+                    dxr[p] += k.a * dyr[p] + k.b * xr[p] + k.k;
             else
                 for (size_t p = 0; p < P; p++)
-                    dxr[p] = fa * dyr[p] + fb * xr[p] + fk;
+                    dxr[p] = k.a * dyr[p] + k.b * xr[p] + k.k;
         }
     }
+}
+
+/* The plain composition: BatchNorm, then ReLU in place. */
+int pnx_ref_batchnorm_relu_forward(const float *x, pnx_dims d, const float *gamma,
+                                   const float *beta, float *running_mean, float *running_var,
+                                   int training, float momentum, float eps, float *y,
+                                   float *save_mean, float *save_invstd)
+{
+    int rc = pnx_ref_batchnorm_forward(x, d, gamma, beta, running_mean, running_var, training,
+                                       momentum, eps, y, save_mean, save_invstd);
+    if (!rc)
+        pnx_ref_relu_forward(y, y, pnx_dims_count(d));
+    return rc;
+}
+
+/* The plain composition: the ReLU's backward into a temporary (dy is not
+ * the op's to modify), then BatchNorm's backward from it. */
+int pnx_ref_batchnorm_relu_backward(const float *x, const float *y, pnx_dims d,
+                                    const float *gamma, const float *save_mean,
+                                    const float *save_invstd, const float *dy, float *dx,
+                                    int dx_accumulate, float *dgamma, float *dbeta)
+{
+    const size_t count = pnx_dims_count(d);
+    float *masked = malloc((count ? count : 1) * sizeof *masked);
+    if (!masked)
+        return pnx_fail(PNX_ENOMEM, "out of memory for a BatchNorm+ReLU gradient of %zu values",
+                        count);
+    pnx_ref_relu_backward(y, dy, masked, count);
+    pnx_ref_batchnorm_backward(x, d, gamma, save_mean, save_invstd, masked, dx, dx_accumulate,
+                               dgamma, dbeta);
+    free(masked);
+    return 0;
 }
 
 void pnx_ref_relu_forward(const float *x, float *y, size_t n)

@@ -32,7 +32,35 @@ int pnx_ref_batchnorm_forward(const float *x, pnx_dims d, const float *gamma, co
 void pnx_ref_batchnorm_backward(const float *x, pnx_dims d, const float *gamma,
                                 const float *save_mean, const float *save_invstd, const float *dy,
                                 float *dx, int dx_accumulate, float *dgamma, float *dbeta);
-/* The same over channels [c0, c1) only (no argument checks), so a caller
+/* batchnorm_relu_forward / _backward of backend.h as the plain composition
+ * of the ops above; the backward allocates a temporary (PNX_ENOMEM). */
+int pnx_ref_batchnorm_relu_forward(const float *x, pnx_dims d, const float *gamma,
+                                   const float *beta, float *running_mean, float *running_var,
+                                   int training, float momentum, float eps, float *y,
+                                   float *save_mean, float *save_invstd);
+int pnx_ref_batchnorm_relu_backward(const float *x, const float *y, pnx_dims d,
+                                    const float *gamma, const float *save_mean,
+                                    const float *save_invstd, const float *dy, float *dx,
+                                    int dx_accumulate, float *dgamma, float *dbeta);
+
+/* The pieces of BatchNorm a fast path reuses so that its arithmetic is the
+ * reference's. channel_affine: channel c's statistics (training: computed
+ * from x, saved, running stats updated; else the running ones) folded into
+ * y = x·scale + shift. */
+void pnx_ref_batchnorm_channel_affine(const float *x, pnx_dims d, const float *gamma,
+                                      const float *beta, float *running_mean, float *running_var,
+                                      int training, float momentum, float eps, float *save_mean,
+                                      float *save_invstd, int c, float *scale, float *shift);
+/* grad_coef: from a channel's count = N·H·W, Σdy and Σdy·x, the backward
+ * folded into dx = a·dy + b·x + k and the channel's dgamma, dbeta terms. */
+typedef struct pnx_bn_grad_coef {
+    float a, b, k;
+    float dgamma, dbeta;
+} pnx_bn_grad_coef;
+void pnx_ref_batchnorm_grad_coef(double gamma, double mean, double invstd, double count,
+                                 double sum_dy, double sum_dy_x, pnx_bn_grad_coef *out);
+
+/* BatchNorm over channels [c0, c1) only (no argument checks), so a caller
  * can split the channels across threads. */
 void pnx_ref_batchnorm_forward_channels(const float *x, pnx_dims d, const float *gamma,
                                         const float *beta, float *running_mean,

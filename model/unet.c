@@ -1,7 +1,10 @@
 /*
  * model/unet.c — the seed's U-Net as a list of layers: building the graph,
  * planning memory for a batch shape, forward, loss, backward and Adam, all
- * through the backend's ops (model/backend.h).
+ * through the backend's ops (model/backend.h). Each CBR block is one conv
+ * and one fused BatchNorm+ReLU op each way. Activations are in the
+ * backend's format: the input, the target and the logits cross to and from
+ * the host only through act_upload / act_download; parameters are float32.
  */
 #include "model/unet.h"
 
@@ -240,16 +243,16 @@ static int forward_layer(pnx_unet *m, unet_layer *l, int training)
     int rc = 0;
     switch (l->kind) {
     case LAYER_CBR: {
+        /* Training keeps the conv output for BatchNorm's backward; inference
+         * normalises it in place. */
         float *conv_out = training ? l->pre : y;
         rc = ops->conv3x3_forward(be, x, xd, p + l->w, p + l->b, l->cout, conv_out);
         pnx_dims yd = pnx_unet_act_dims(m, l->out);
         if (!rc)
-            rc = ops->batchnorm_forward(be, conv_out, yd, p + l->gamma, p + l->beta,
-                                        m->running + l->mean, m->running + l->var, training,
-                                        PNX_BN_MOMENTUM, PNX_BN_EPS, y, l->save_mean,
-                                        l->save_invstd);
-        if (!rc)
-            rc = ops->relu_forward(be, y, y, pnx_dims_count(yd));
+            rc = ops->batchnorm_relu_forward(be, conv_out, yd, p + l->gamma, p + l->beta,
+                                             m->running + l->mean, m->running + l->var,
+                                             training, PNX_BN_MOMENTUM, PNX_BN_EPS, y,
+                                             l->save_mean, l->save_invstd);
         if (!rc && training)
             m->counters[l->bn]++;
         break;
@@ -294,13 +297,18 @@ int pnx_unet_forward(pnx_unet *m, const float *input, int n, int h, int w, int t
     if (rc)
         return rc;
     m->have_forward = 0;
-    const size_t count = (size_t)n * h * w;
-    rc = m->be->ops->upload(m->be, m->acts[m->input_act].data, input, count * sizeof(float));
+    rc = m->be->ops->act_upload(m->be, m->acts[m->input_act].data, input,
+                                pnx_unet_act_dims(m, m->input_act));
+    if (rc)
+        rc = pnx_fail_prefix(rc, "uploading the input");
     for (int i = 0; !rc && i < m->n_layers; i++)
         rc = forward_layer(m, &m->layers[i], training);
-    if (!rc && logits)
-        rc = m->be->ops->download(m->be, logits, m->acts[m->logits_act].data,
-                                  count * sizeof(float));
+    if (!rc && logits) {
+        rc = m->be->ops->act_download(m->be, logits, m->acts[m->logits_act].data,
+                                      pnx_unet_act_dims(m, m->logits_act));
+        if (rc)
+            rc = pnx_fail_prefix(rc, "downloading the logits");
+    }
     if (rc)
         return rc;
     m->have_forward = 1;
@@ -315,13 +323,16 @@ static int compute_loss(pnx_unet *m, const float *target, float bce_weight, floa
 {
     if (!m->have_forward)
         return pnx_fail(PNX_EINVAL, "loss requested before a forward pass");
-    const size_t count = pnx_unet_act_count(m, m->logits_act);
+    const pnx_dims td = pnx_unet_act_dims(m, m->logits_act);
     float *t = pnx_unet_target_buffer(m);
-    int rc = m->be->ops->upload(m->be, t, target, count * sizeof(float));
-    if (!rc)
-        rc = m->be->ops->seg_loss(m->be, m->acts[m->logits_act].data, t, count, bce_weight,
-                                  dice_weight, loss, dlogits);
-    return rc;
+    int rc = m->be->ops->act_upload(m->be, t, target, td);
+    if (rc)
+        return pnx_fail_prefix(rc, "uploading the target");
+    rc = m->be->ops->seg_loss(m->be, m->acts[m->logits_act].data, t, pnx_dims_count(td),
+                              bce_weight, dice_weight, loss, dlogits);
+    if (rc)
+        return pnx_fail_prefix(rc, "loss");
+    return 0;
 }
 
 int pnx_unet_loss(pnx_unet *m, const float *target, float bce_weight, float dice_weight,
@@ -343,11 +354,9 @@ static int backward_layer(pnx_unet *m, unet_layer *l, char *written)
     switch (l->kind) {
     case LAYER_CBR: {
         pnx_dims yd = pnx_unet_act_dims(m, l->out);
-        rc = ops->relu_backward(be, out->data, out->grad, out->grad, pnx_dims_count(yd));
-        if (!rc)
-            rc = ops->batchnorm_backward(be, l->pre, yd, p + l->gamma, l->save_mean,
-                                         l->save_invstd, out->grad, m->scratch, 0, g + l->gamma,
-                                         g + l->beta);
+        rc = ops->batchnorm_relu_backward(be, l->pre, out->data, yd, p + l->gamma, l->save_mean,
+                                          l->save_invstd, out->grad, m->scratch, 0,
+                                          g + l->gamma, g + l->beta);
         if (!rc)
             rc = ops->conv3x3_backward(be, in->data, xd, p + l->w, l->cout, m->scratch, dx, acc,
                                        g + l->w, g + l->b);

@@ -84,7 +84,7 @@ struct pnx_unet {
     int planned_training;
     int acts_kept; /* activations laid out for backward (else shared) */
     void *act_block, *train_block;
-    float *scratch; /* training: the largest CBR output, for dBN */
+    float *scratch; /* training: the largest CBR output's gradient, for dBN */
     int last_forward_training;
     int have_forward;
 };
@@ -108,7 +108,14 @@ int pnx_unet_ensure_adam_state(pnx_unet *m);
 int pnx_unet_plan(pnx_unet *m, int n, int h, int w, int training);
 /* Frees every batch-shape buffer. */
 void pnx_unet_free_plan(pnx_unet *m);
-/* Room for the loss's target (N,1,H,W), after the logits. */
+/* Room for the loss's target (N,1,H,W), in the activation format, after
+ * the logits. */
 float *pnx_unet_target_buffer(pnx_unet *m);
+/* The largest batch n with fixed + n·per_sample ≤ free_bytes, where the
+ * plan's bytes at batch 1 and 2 give per_sample = bytes_2 − bytes_1 and
+ * fixed = bytes_1 − per_sample: 0 when not even a batch of 1 fits,
+ * INT_MAX when the bytes do not grow with the batch. Pure arithmetic;
+ * pnx_unet_plan's error uses it, then corrects for alignment by measuring. */
+int pnx_unet_batch_that_fits(size_t free_bytes, size_t bytes_1, size_t bytes_2);
 
 #endif

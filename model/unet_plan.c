@@ -2,9 +2,18 @@
  * model/unet_plan.c — the U-Net's memory for one batch shape: where every
  * activation, gradient and per-layer buffer lives. Buffers are placed by
  * lifetime in a few large backend allocations (see unet_internal.h), so a
- * training loop allocates nothing after its first step.
+ * training loop allocates nothing after its first step. Activation-format
+ * buffers (activations, their gradients, `pre`, the scratch, logits and
+ * target) take be->act_size bytes an element; BatchNorm's saved statistics
+ * are float32 and max-pool's argmax one byte. When the memory runs out on a
+ * backend that reports its free memory, the error names the largest batch
+ * that fits.
  */
+#include <assert.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "model/unet_internal.h"
@@ -46,10 +55,18 @@ static void *carve(carver *c, size_t bytes)
     return p;
 }
 
-/* The target (N,1,H,W) for the loss lives after the activations. */
+/* Bytes of count activation elements, rounded up to the alignment. */
+static size_t act_bytes(const pnx_unet *m, size_t count)
+{
+    return (count * m->be->act_size + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
+}
+
+/* The target (N,1,H,W) for the loss lives after the logits, in the same
+ * buffer (see carve_acts). */
 float *pnx_unet_target_buffer(pnx_unet *m)
 {
-    return m->acts[m->logits_act].data + pnx_unet_act_count(m, m->logits_act);
+    char *logits = (char *)m->acts[m->logits_act].data;
+    return (float *)(logits + act_bytes(m, pnx_unet_act_count(m, m->logits_act)));
 }
 
 /* Places n buffers of bytes[i], each alive over the steps [start[i], end[i]],
@@ -92,11 +109,6 @@ static size_t first_fit(int n, const size_t *bytes, const int *start, const int 
     return arena;
 }
 
-static size_t aligned_bytes(size_t floats)
-{
-    return (floats * sizeof(float) + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
-}
-
 /* Activations. For training every one is kept for backward. For inference
  * an activation lives from the layer that makes it (step i) to its last
  * consumer, and the logits to the end (the loss reads them), so most share
@@ -108,7 +120,7 @@ static void carve_acts(pnx_unet *m, carver *c, int training)
     int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
     for (int a = 0; a < m->n_acts; a++) {
         /* The logits are followed by room for the target. */
-        bytes[a] = aligned_bytes((a == m->logits_act ? 2 : 1) * pnx_unet_act_count(m, a));
+        bytes[a] = (a == m->logits_act ? 2 : 1) * act_bytes(m, pnx_unet_act_count(m, a));
         start[a] = training ? -1 : L;
         end[a] = training ? L : -1;
     }
@@ -148,7 +160,7 @@ static size_t carve_training(pnx_unet *m, carver *c)
     size_t bytes[UNET_MAX_ACTS], offset[UNET_MAX_ACTS] = {0};
     int start[UNET_MAX_ACTS], end[UNET_MAX_ACTS];
     for (int a = 0; a < m->n_acts; a++) {
-        bytes[a] = a == m->input_act ? 0 : aligned_bytes(pnx_unet_act_count(m, a));
+        bytes[a] = a == m->input_act ? 0 : act_bytes(m, pnx_unet_act_count(m, a));
         start[a] = L;
         end[a] = -1;
     }
@@ -171,11 +183,103 @@ static size_t carve_training(pnx_unet *m, carver *c)
         if (l->kind != LAYER_CBR)
             continue;
         size_t count = pnx_unet_act_count(m, l->out);
-        l->pre = carve(c, count * sizeof(float));
+        l->pre = carve(c, act_bytes(m, count));
         if (count > largest)
             largest = count;
     }
     return largest;
+}
+
+/* The two blocks: their bytes, and with base not NULL the pointers into
+ * them. */
+static size_t carve_act_block(pnx_unet *m, char *base, int training)
+{
+    carver c = {base, 0};
+    carve_acts(m, &c, training);
+    return c.used;
+}
+
+/* The scratch holds the largest CBR output's gradient for dBN. */
+static size_t carve_train_block(pnx_unet *m, char *base)
+{
+    carver c = {base, 0};
+    size_t largest = carve_training(m, &c);
+    m->scratch = carve(&c, act_bytes(m, largest));
+    return c.used;
+}
+
+/* Bytes pnx_unet_plan would allocate for batch n at h × w. Measuring sets
+ * m's buffer pointers (to NULL), so m must hold no plan. */
+static size_t plan_bytes(pnx_unet *m, int n, int h, int w, int training)
+{
+    assert(!m->act_block && !m->train_block);
+    m->n = n;
+    m->h = h;
+    m->w = w;
+    size_t bytes = carve_act_block(m, NULL, training);
+    if (training)
+        bytes += carve_train_block(m, NULL);
+    pnx_unet_free_plan(m);
+    return bytes;
+}
+
+int pnx_unet_batch_that_fits(size_t free_bytes, size_t bytes_1, size_t bytes_2)
+{
+    if (bytes_1 > free_bytes)
+        return 0;
+    size_t per_sample = bytes_2 > bytes_1 ? bytes_2 - bytes_1 : 0;
+    if (per_sample == 0)
+        return INT_MAX;
+    size_t fixed = bytes_1 > per_sample ? bytes_1 - per_sample : 0;
+    size_t n = (free_bytes - fixed) / per_sample;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* The largest batch at h × w whose plan, and for training the Adam state
+ * still to come, fits in free_bytes. The linear estimate is corrected by
+ * measuring, since alignment makes the bytes only nearly linear in n. */
+static int batch_that_fits(pnx_unet *m, int h, int w, int training, size_t free_bytes)
+{
+    size_t adam = training && !m->adam_m ? 2 * m->n_params * sizeof(float) : 0;
+    if (adam > free_bytes)
+        return 0;
+    free_bytes -= adam;
+    int n = pnx_unet_batch_that_fits(free_bytes, plan_bytes(m, 1, h, w, training),
+                                     plan_bytes(m, 2, h, w, training));
+    /* Past pnx_unet_forward's own size limit nothing is measured. */
+    double limit = 1e13 / ((double)h * w * 16.0 * m->base);
+    if (limit > INT_MAX - 1.0)
+        limit = INT_MAX - 1.0;
+    if (n > limit)
+        n = (int)limit;
+    while (n > 0 && plan_bytes(m, n, h, w, training) > free_bytes)
+        n--;
+    while (n < limit && plan_bytes(m, n + 1, h, w, training) <= free_bytes)
+        n++;
+    return n;
+}
+
+/* After an allocation failed: frees the plan and fails with the
+ * allocation's message, naming the largest batch that fits in the free
+ * memory when the backend reports it and that batch is smaller. */
+static int plan_failed(pnx_unet *m, int rc, const char *what, int n, int h, int w, int training)
+{
+    char cause[PNX_ERRMSG_MAX];
+    snprintf(cause, sizeof cause, "%s", pnx_errmsg());
+    pnx_unet_free_plan(m);
+    pnx_backend *be = m->be;
+    size_t free_bytes = 0, total_bytes = 0;
+    if (be->ops->mem_info && be->ops->mem_info(be, &free_bytes, &total_bytes) == 0) {
+        int fits = batch_that_fits(m, h, w, training, free_bytes);
+        double mib = (double)free_bytes / (1 << 20);
+        if (fits == 0)
+            return pnx_fail(rc, "%s for a batch of %d at %dx%d: %s; not even a batch of 1 fits "
+                                "in the %.1f MiB free", what, n, w, h, cause, mib);
+        if (fits < n)
+            return pnx_fail(rc, "%s for a batch of %d at %dx%d: %s; the largest batch that fits "
+                                "in the %.1f MiB free is %d", what, n, w, h, cause, mib, fits);
+    }
+    return pnx_fail(rc, "%s for a batch of %d at %dx%d: %s", what, n, w, h, cause);
 }
 
 int pnx_unet_plan(pnx_unet *m, int n, int h, int w, int training)
@@ -194,29 +298,17 @@ int pnx_unet_plan(pnx_unet *m, int n, int h, int w, int training)
         m->n = n;
         m->h = h;
         m->w = w;
-        carver measure = {NULL, 0};
-        carve_acts(m, &measure, training);
-        int rc = be->ops->alloc(be, measure.used, &m->act_block);
-        if (rc) {
-            pnx_unet_free_plan(m);
-            return pnx_fail_prefix(rc, "activations for a batch of %d at %dx%d", n, w, h);
-        }
-        carver real = {m->act_block, 0};
-        carve_acts(m, &real, training);
+        int rc = be->ops->alloc(be, carve_act_block(m, NULL, training), &m->act_block);
+        if (rc)
+            return plan_failed(m, rc, "activations", n, h, w, training);
+        carve_act_block(m, m->act_block, training);
         m->acts_kept = training;
     }
     if (training && !m->planned_training) {
-        carver measure = {NULL, 0};
-        size_t largest = carve_training(m, &measure);
-        carve(&measure, largest * sizeof(float));
-        int rc = be->ops->alloc(be, measure.used, &m->train_block);
-        if (rc) {
-            pnx_unet_free_plan(m);
-            return pnx_fail_prefix(rc, "training buffers for a batch of %d at %dx%d", n, w, h);
-        }
-        carver real = {m->train_block, 0};
-        largest = carve_training(m, &real);
-        m->scratch = carve(&real, largest * sizeof(float));
+        int rc = be->ops->alloc(be, carve_train_block(m, NULL), &m->train_block);
+        if (rc)
+            return plan_failed(m, rc, "training buffers", n, h, w, training);
+        carve_train_block(m, m->train_block);
         m->planned_training = 1;
     }
     return 0;

@@ -1,7 +1,8 @@
 /*
  * model/cpu/cpu_backend.c — the CPU backend's table: convolutions from
- * cpu_conv.c, batch norm and the element-wise ops as the reference code
- * split across the thread pool, memory from the host helpers.
+ * cpu_conv.c, BatchNorm (plain and fused with ReLU) from cpu_batchnorm.c,
+ * the element-wise ops as the reference code split across the thread pool,
+ * memory and float32 NCHW activations from the host helpers.
  */
 #include "model/cpu/cpu_backend.h"
 
@@ -29,54 +30,6 @@ static void cpu_destroy(pnx_backend *be)
         free(c);
     }
     free(be);
-}
-
-typedef struct bn_job {
-    const float *x, *gamma, *beta, *save_mean_in, *save_invstd_in, *dy;
-    float *running_mean, *running_var, *y, *save_mean, *save_invstd, *dx, *dgamma, *dbeta;
-    pnx_dims d;
-    int training, accumulate;
-    float momentum, eps;
-} bn_job;
-
-static int bn_forward_range(void *ctx, size_t c0, size_t c1)
-{
-    const bn_job *j = ctx;
-    pnx_ref_batchnorm_forward_channels(j->x, j->d, j->gamma, j->beta, j->running_mean,
-                                       j->running_var, j->training, j->momentum, j->eps, j->y,
-                                       j->save_mean, j->save_invstd, (int)c0, (int)c1);
-    return 0;
-}
-
-static int bn_backward_range(void *ctx, size_t c0, size_t c1)
-{
-    const bn_job *j = ctx;
-    pnx_ref_batchnorm_backward_channels(j->x, j->d, j->gamma, j->save_mean_in, j->save_invstd_in,
-                                        j->dy, j->dx, j->accumulate, j->dgamma, j->dbeta,
-                                        (int)c0, (int)c1);
-    return 0;
-}
-
-static int cpu_bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
-                          const float *beta, float *rm, float *rv, int training, float momentum,
-                          float eps, float *y, float *save_mean, float *save_invstd)
-{
-    if (training && (size_t)d.n * d.h * d.w < 2)
-        return pnx_host_batchnorm_forward(be, x, d, gamma, beta, rm, rv, training, momentum, eps,
-                                          y, save_mean, save_invstd);
-    bn_job j = {.x = x, .gamma = gamma, .beta = beta, .running_mean = rm, .running_var = rv,
-                .y = y, .save_mean = save_mean, .save_invstd = save_invstd, .d = d,
-                .training = training, .momentum = momentum, .eps = eps};
-    return pnx_pool_for(cpu_of(be)->pool, (size_t)d.c, bn_forward_range, &j);
-}
-
-static int cpu_bn_backward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
-                           const float *save_mean, const float *save_invstd, const float *dy,
-                           float *dx, int acc, float *dgamma, float *dbeta)
-{
-    bn_job j = {.x = x, .gamma = gamma, .save_mean_in = save_mean, .save_invstd_in = save_invstd,
-                .dy = dy, .dx = dx, .accumulate = acc, .dgamma = dgamma, .dbeta = dbeta, .d = d};
-    return pnx_pool_for(cpu_of(be)->pool, (size_t)d.c, bn_backward_range, &j);
 }
 
 typedef struct relu_job {
@@ -149,8 +102,10 @@ static const pnx_backend_ops cpu_ops = {
     .conv1x1_backward = pnx_cpu_conv1x1_backward,
     .upconv2x2_forward = pnx_cpu_upconv2x2_forward,
     .upconv2x2_backward = pnx_cpu_upconv2x2_backward,
-    .batchnorm_forward = cpu_bn_forward,
-    .batchnorm_backward = cpu_bn_backward,
+    .batchnorm_forward = pnx_cpu_bn_forward,
+    .batchnorm_backward = pnx_cpu_bn_backward,
+    .batchnorm_relu_forward = pnx_cpu_bn_relu_forward,
+    .batchnorm_relu_backward = pnx_cpu_bn_relu_backward,
     .relu_forward = cpu_relu_forward,
     .relu_backward = cpu_relu_backward,
     .maxpool2x2_forward = pnx_host_maxpool_forward,
@@ -159,6 +114,9 @@ static const pnx_backend_ops cpu_ops = {
     .split_channels = pnx_host_split,
     .seg_loss = pnx_host_seg_loss,
     .adam_update = cpu_adam_update,
+    .act_upload = pnx_host_act_upload,
+    .act_download = pnx_host_act_download,
+    .mem_info = NULL,
 };
 
 int pnx_backend_cpu_create(pnx_backend **out, unsigned threads)
@@ -173,6 +131,7 @@ int pnx_backend_cpu_create(pnx_backend **out, unsigned threads)
     }
     be->ops = &cpu_ops;
     be->impl = c;
+    be->act_size = sizeof(float);
     c->threads = threads ? threads : pnx_cpu_count();
     int rc = pnx_pool_create(&c->pool, c->threads);
     if (rc) {

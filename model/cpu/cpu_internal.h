@@ -42,4 +42,18 @@ int pnx_cpu_upconv2x2_backward(pnx_backend *be, const float *x, pnx_dims xd, con
 /* db (C) += Σ over n and pixels of dy (N,C,P), threaded over channels. */
 int pnx_cpu_bias_grad(pnx_backend *be, const float *dy, int n, int c, size_t p, float *db);
 
+/* cpu_batchnorm.c: the backend.h ops of the same names. */
+int pnx_cpu_bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                       const float *beta, float *rm, float *rv, int training, float momentum,
+                       float eps, float *y, float *save_mean, float *save_invstd);
+int pnx_cpu_bn_backward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                        const float *save_mean, const float *save_invstd, const float *dy,
+                        float *dx, int acc, float *dgamma, float *dbeta);
+int pnx_cpu_bn_relu_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                            const float *beta, float *rm, float *rv, int training, float momentum,
+                            float eps, float *y, float *save_mean, float *save_invstd);
+int pnx_cpu_bn_relu_backward(pnx_backend *be, const float *x, const float *y, pnx_dims d,
+                             const float *gamma, const float *save_mean, const float *save_invstd,
+                             const float *dy, float *dx, int acc, float *dgamma, float *dbeta);
+
 #endif
