@@ -21,6 +21,7 @@ int pnx_backend_open(pnx_backend **out, const pnx_device_request *req, const cha
     if (want_cuda) {
         pnx_cuda_options opt = PNX_CUDA_OPTIONS_DEFAULT;
         opt.allow_tf32 = req->allow_tf32;
+        opt.mixed_bf16 = req->mixed_bf16;
         opt.deterministic = req->deterministic;
         int rc = pnx_backend_cuda_create(out, &opt);
         if (rc)

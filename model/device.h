@@ -24,6 +24,8 @@ typedef struct pnx_device_request {
     int device;        /* enum pnx_model_device */
     unsigned threads;  /* CPU threads; 0 = one per CPU */
     int allow_tf32;    /* GPU: TF32 tensor cores for FP32 convolutions */
+    int mixed_bf16;    /* GPU: mixed precision, bfloat16 NHWC activations
+                          (pnx_cuda_options.mixed_bf16); the CPU ignores it */
     int deterministic; /* GPU: bitwise-reproducible algorithms only */
 } pnx_device_request;
 

@@ -14,11 +14,14 @@
  *     pnx_unet_forward(m, images, n, h, w, 1, NULL);
  *     pnx_unet_backward(m, masks, bce_weight, dice_weight, &loss);
  *     pnx_unet_adam_step(m, &hparams);
- * and inference is pnx_unet_forward(..., 0, logits). Host pointers are
- * used for inputs and outputs whatever the backend; the model keeps its
- * tensors in the backend's memory, sized for the last batch shape (a new
- * shape reallocates, the same shape allocates nothing). Not thread-safe:
- * one model, one thread at a time.
+ * and inference is pnx_unet_forward(..., 0, logits). Host pointers (float32
+ * NCHW) are used for inputs and outputs whatever the backend; the model
+ * keeps its tensors in the backend's memory, activations in the backend's
+ * activation format (backend.h), sized for the last batch shape (a new
+ * shape reallocates, the same shape allocates nothing). When a backend
+ * that reports its free memory cannot hold a batch, the error names the
+ * largest batch that fits. Not thread-safe: one model, one thread at a
+ * time.
  */
 #ifndef PNX_MODEL_UNET_H
 #define PNX_MODEL_UNET_H

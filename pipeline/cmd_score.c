@@ -234,6 +234,7 @@ int pnx_cmd_score(int argc, char **argv)
         .model_path = sc->model,
         .output_dir = cfg->output_dir,
         .device = sc->device,
+        .precision = sc->precision,
         .batch_size = sc->batch_size,
         .threads = (int)threads,
         .workers = (int)workers,

@@ -33,7 +33,7 @@ enum pnx_stage {
 
 enum pnx_rle_format { PNX_RLE_RELATIVE = 0, PNX_RLE_ABSOLUTE = 1 };
 enum pnx_device { PNX_DEVICE_AUTO = 0, PNX_DEVICE_CPU = 1, PNX_DEVICE_CUDA = 2 };
-enum pnx_precision { PNX_PREC_FP32 = 0, PNX_PREC_TF32, PNX_PREC_BF16, PNX_PREC_FP16 };
+enum pnx_precision { PNX_PREC_FP32 = 0, PNX_PREC_TF32, PNX_PREC_BF16 };
 enum pnx_negative_seg { PNX_NEGSEG_EMPTY = 0, PNX_NEGSEG_NONE = 1 };
 
 typedef struct pnx_ingest_config {

@@ -13,7 +13,7 @@
 
 static const char *const rle_formats[] = {"relative", "absolute", NULL};
 static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
-static const char *const precisions[] = {"fp32", "tf32", "bf16", "fp16", NULL};
+static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const negative_segs[] = {"empty", "none", NULL};
 
 #define I64_MAX 9.2e18
@@ -74,7 +74,7 @@ const pnx_key_spec pnx_config_keys[] = {
     {"train.device", PNX_KEY_ENUM, OFF(train.device), 0, 0, devices, "auto",
      "auto (GPU when present), cpu or cuda"},
     {"train.precision", PNX_KEY_ENUM, OFF(train.precision), 0, 0, precisions, "fp32",
-     "fp32, tf32, bf16 or fp16 (the last three on a GPU)"},
+     "fp32, tf32 or bf16 (the last two on a GPU)"},
     {"train.deterministic", PNX_KEY_BOOL, OFF(train.deterministic), NONE, "false",
      "exclude non-deterministic GPU algorithms"},
     {"train.base_width", PNX_KEY_INT, OFF(train.base_width), 1, 256, NULL, "16",
@@ -134,7 +134,7 @@ const pnx_key_spec pnx_config_keys[] = {
     {"score.device", PNX_KEY_ENUM, OFF(score.device), 0, 0, devices, "auto",
      "auto, cpu or cuda"},
     {"score.precision", PNX_KEY_ENUM, OFF(score.precision), 0, 0, precisions, "fp32",
-     "fp32, tf32, bf16 or fp16"},
+     "fp32, tf32 or bf16 (the last two on a GPU)"},
     {"score.batch_size", PNX_KEY_INT, OFF(score.batch_size), 1, 4096, NULL, "4",
      "images per inference batch"},
     {"score.threads", PNX_KEY_INT, OFF(score.threads), 0, 1024, NULL, "0",

@@ -47,13 +47,15 @@ typedef struct pnx_score_model {
 } pnx_score_model;
 
 /* Loads path on the backend chosen by device (enum pnx_model_device: auto,
- * cpu or cuda; see model/device.h) with `threads` CPU threads (0 = all). The
+ * cpu or cuda; see model/device.h) with `threads` CPU threads (0 = all), in
+ * precision (enum pnx_precision of pipeline/config.h: tf32 and bf16 apply
+ * on a GPU; on the CPU they log a warning and compute in fp32). The
  * side comes from the checkpoint's PNX_SCORE_META_IMAGE_SIZE, else
  * fallback_side (the dataset's image_size); tuned triplet thresholds from
  * PNX_SCORE_META_TOP/MIN_AREA/BOTTOM when the three are there. A malformed
  * value is PNX_EFORMAT. */
 int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
-                         int device, unsigned threads, int capacity);
+                         int device, unsigned threads, int precision, int capacity);
 void pnx_score_model_free(pnx_score_model *sm);
 
 /* Probabilities for n ≤ capacity 8-bit images of any size: each is resized

@@ -1,6 +1,7 @@
 /*
  * pipeline/score_model.c — the score stage's network: loading a checkpoint
- * on the CPU backend and batched eval-mode inference; see score_internal.h.
+ * on the chosen backend and batched eval-mode inference; see
+ * score_internal.h.
  */
 #include <errno.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include "common/sha256.h"
 #include "model/checkpoint.h"
 #include "model/device.h"
+#include "pipeline/config.h"
 #include "pipeline/score_internal.h"
 #include "preprocess/resize.h"
 
@@ -99,7 +101,7 @@ static int read_metadata(const char *path, uint32_t fallback, pnx_score_model *s
 }
 
 int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallback_side,
-                         int device, unsigned threads, int capacity)
+                         int device, unsigned threads, int precision, int capacity)
 {
     memset(sm, 0, sizeof *sm);
     if (capacity < 1)
@@ -112,11 +114,17 @@ int pnx_score_model_load(pnx_score_model *sm, const char *path, uint32_t fallbac
     if (sm->side % PNX_UNET_SIZE_MULTIPLE != 0 || sm->side == 0)
         return pnx_fail(PNX_EINVAL, "model input side %u is not a multiple of %d", sm->side,
                         PNX_UNET_SIZE_MULTIPLE);
-    pnx_device_request req = {.device = device, .threads = threads};
+    pnx_device_request req = {.device = device,
+                              .threads = threads,
+                              .allow_tf32 = precision == PNX_PREC_TF32,
+                              .mixed_bf16 = precision == PNX_PREC_BF16};
     char desc[320];
     if ((rc = pnx_backend_open(&sm->backend, &req, &sm->device, desc, sizeof desc)))
         return rc;
     pnx_log_info("device %s", desc);
+    if (precision != PNX_PREC_FP32 && strcmp(sm->device, "cpu") == 0)
+        pnx_log_warn("score.precision: %s applies on a GPU only; the CPU computes in fp32",
+                     precision == PNX_PREC_BF16 ? "bf16" : "tf32");
     pnx_checkpoint_info info;
     if ((rc = pnx_checkpoint_load(&sm->net, sm->backend, path, &info))) {
         pnx_score_model_free(sm);

@@ -480,7 +480,8 @@ int pnx_score_stage_run(pnx_db *db, const pnx_score_request *req, pnx_score_repo
     if ((rc = pnx_decode_pool_create(&pool, workers, &req->limits)))
         goto out;
     if ((rc = pnx_score_model_load(&st.model, req->model_path, req->fallback_side,
-                                   req->device, (unsigned)req->threads, req->batch_size)))
+                                   req->device, (unsigned)req->threads, req->precision,
+                                   req->batch_size)))
         goto out;
     report->side = st.model.side;
     memcpy(report->model_sha256, st.model.sha256, sizeof report->model_sha256);

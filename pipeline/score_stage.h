@@ -48,7 +48,8 @@ typedef struct pnx_score_request {
     const char *dicom_dir;        /* tree (or one file) to score */
     const char *model_path;       /* checkpoint */
     const char *output_dir;       /* outputs go under it, by study and series */
-    int device;                   /* enum pnx_device: auto and cpu run on the CPU */
+    int device;                   /* enum pnx_device: auto, cpu or cuda */
+    int precision;                /* enum pnx_precision: tf32 and bf16 on a GPU */
     int batch_size;
     int threads;                  /* CPU threads, 0 = all */
     int workers;                  /* decode processes, 0 = CPU count */

@@ -129,6 +129,7 @@ static int create_backend(pnx_trainer *t)
         .device = cfg->device,
         .threads = cfg->threads > 0 ? (unsigned)cfg->threads : 0u,
         .allow_tf32 = cfg->precision == PNX_PREC_TF32,
+        .mixed_bf16 = cfg->precision == PNX_PREC_BF16,
         .deterministic = cfg->deterministic,
     };
     char desc[320];
@@ -136,10 +137,9 @@ static int create_backend(pnx_trainer *t)
     if (rc)
         return rc;
     pnx_log_info("device %s: %s", cfg->device == PNX_DEVICE_AUTO ? "auto" : t->device, desc);
-    if (cfg->precision == PNX_PREC_BF16 || cfg->precision == PNX_PREC_FP16)
-        pnx_log_warn("train.precision: mixed precision is not built yet; computing in fp32");
-    else if (cfg->precision == PNX_PREC_TF32 && strcmp(t->device, "cpu") == 0)
-        pnx_log_warn("train.precision: tf32 applies on a GPU only; the CPU computes in fp32");
+    if (cfg->precision != PNX_PREC_FP32 && strcmp(t->device, "cpu") == 0)
+        pnx_log_warn("train.precision: %s applies on a GPU only; the CPU computes in fp32",
+                     cfg->precision == PNX_PREC_BF16 ? "bf16" : "tf32");
     return PNX_OK;
 }
 

@@ -25,6 +25,7 @@
 #include "model/checkpoint.h"
 #include "model/device.h"
 #include "model/unet.h"
+#include "pipeline/config.h"
 #include "pipeline/score_internal.h"
 
 static char g_dir[256];
@@ -85,7 +86,7 @@ static void test_side_from_metadata(void **state)
     pnx_score_model sm;
     snprintf(path, sizeof path, "%s/with.safetensors", g_dir);
     write_model(path, "32");
-    assert_int_equal(pnx_score_model_load(&sm, path, 64, PNX_MODEL_DEVICE_CPU, 1, 2), 0);
+    assert_int_equal(pnx_score_model_load(&sm, path, 64, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 2), 0);
     assert_int_equal(sm.side, 32);
     assert_true(sm.side_from_checkpoint);
     assert_int_equal(sm.base_width, 4);
@@ -94,17 +95,17 @@ static void test_side_from_metadata(void **state)
 
     snprintf(path, sizeof path, "%s/without.safetensors", g_dir);
     write_model(path, NULL);
-    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, 1), 0);
+    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), 0);
     assert_int_equal(sm.side, 48);
     assert_false(sm.side_from_checkpoint);
     pnx_score_model_free(&sm);
 
     snprintf(path, sizeof path, "%s/bad.safetensors", g_dir);
     write_model(path, "33");
-    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, 1), PNX_EFORMAT);
+    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), PNX_EFORMAT);
     assert_non_null(strstr(pnx_errmsg(), PNX_SCORE_META_IMAGE_SIZE));
     write_model(path, "32x");
-    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, 1), PNX_EFORMAT);
+    assert_int_equal(pnx_score_model_load(&sm, path, 48, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), PNX_EFORMAT);
 }
 
 /* Tuned triplet thresholds: all three or none, in range. */
@@ -117,7 +118,7 @@ static void test_triplet_metadata(void **state)
     const char *good[] = {"0.875", "2500", "0.3125"};
     pnx_score_model sm;
     write_model_meta(path, 3, keys, good);
-    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, 1), 0);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), 0);
     assert_true(sm.has_triplet);
     assert_float_equal(sm.triplet_top, 0.875, 0);
     assert_int_equal(sm.triplet_min_area, 2500);
@@ -125,18 +126,18 @@ static void test_triplet_metadata(void **state)
     pnx_score_model_free(&sm);
 
     write_model_meta(path, 0, keys, good);
-    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, 1), 0);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), 0);
     assert_false(sm.has_triplet);
     pnx_score_model_free(&sm);
 
     write_model_meta(path, 2, keys, good); /* bottom missing */
-    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, 1), PNX_EFORMAT);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), PNX_EFORMAT);
     const char *bad_top[] = {"1.5", "2500", "0.3125"};
     write_model_meta(path, 3, keys, bad_top);
-    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, 1), PNX_EFORMAT);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), PNX_EFORMAT);
     const char *bad_area[] = {"0.875", "25.5", "0.3125"};
     write_model_meta(path, 3, keys, bad_area);
-    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, 1), PNX_EFORMAT);
+    assert_int_equal(pnx_score_model_load(&sm, path, 32, PNX_MODEL_DEVICE_CPU, 1, PNX_PREC_FP32, 1), PNX_EFORMAT);
 }
 
 static void fill_random(pnx_image *img, uint64_t seed)
@@ -163,7 +164,7 @@ static void test_predict_and_tta(void **state)
     snprintf(path, sizeof path, "%s/m.safetensors", g_dir);
     write_model(path, "32");
     pnx_score_model sm;
-    assert_int_equal(pnx_score_model_load(&sm, path, 64, PNX_MODEL_DEVICE_CPU, 2, 2), 0);
+    assert_int_equal(pnx_score_model_load(&sm, path, 64, PNX_MODEL_DEVICE_CPU, 2, PNX_PREC_FP32, 2), 0);
     const size_t per = 32 * 32;
     /* 64 × 64 shrinks by exact 2 × 2 means, so resizing commutes with
      * mirroring and the inputs are exact mirrors. */
