@@ -13,14 +13,28 @@
  *
  * Tolerances (normwise relative, FP32, TF32 off): 1e-4 for logits and
  * losses, NET_TOL for gradients, whose error grows through the ~20 layers
- * and the batch norms of a tiny batch; docs/gpu.md lists them. In BF16
- * every activation is rounded to 8 significant bits (u = 2^-8) at each of
- * the ~40 ops of a pass; test_gpu_ops_bf16 bounds one op by 2e-2, and
- * errors of independent roundings mostly cancel in the loss (a mean over
- * all pixels) but add up along the path to one gradient: BF16_LOSS_TOL =
- * 1e-2 for losses, BF16_NET_TOL = 5e-2 for logits, gradients and running
- * statistics. The worst error of each kind is printed, to confirm these
- * on the first GPU run.
+ * and the batch norms of a tiny batch; docs/gpu.md lists them.
+ *
+ * BF16 stores every activation with 8 significant bits (u = 2^-8), so its
+ * forward pass runs at a point perturbed by about u in every value, and
+ * test_gpu_ops_bf16 bounds each op by 2e-2. The loss, logits and running
+ * statistics stay close: BF16_LOSS_TOL = 1e-2 for losses, BF16_NET_TOL =
+ * 5e-2 for logits and statistics. Gradients do not, tensor by tensor: in
+ * the deep layers of a freshly initialised U-Net they are small and hang
+ * on discrete choices that a perturbed forward flips (ReLU masks, max-pool
+ * winners, which bfloat16 makes tie far more often). A host emulation of
+ * these roundings (the reference ops with every stored activation rounded
+ * to bfloat16), against the float32 reference over 18 seeds of this
+ * test's two shapes, measured relative L2 errors up to 0.89 in single
+ * deep-layer tensors (also at base 16 on 128² images; and 0.18 between
+ * two emulations differing only by float32 rounding in the convolutions),
+ * while the whole gradient vector agreed within 0.074 (relative L2), the
+ * loss within 2e-4, logits within 2.1e-2, statistics within 2e-2. So the
+ * gradients are checked as one vector (relative L2 ≤ BF16_GRAD_TOL = 0.15)
+ * and per tensor only for gross errors (finite, relative L2 ≤
+ * BF16_TENSOR_TOL = 1.5: a sign flip or a scale error fails); each op's
+ * gradients are checked closely by test_gpu_ops_bf16. Each worst error is
+ * printed, to confirm the margins on the first GPU run.
  */
 #include <stdint.h>
 #include <unistd.h>
@@ -33,14 +47,17 @@
 #define NET_TOL 5e-4
 #define BF16_LOSS_TOL 1e-2
 #define BF16_NET_TOL 5e-2
+#define BF16_GRAD_TOL 0.15
+#define BF16_TENSOR_TOL 1.5
 
-/* What one comparison of a training step allows: FP32 or BF16. */
+/* What one comparison of a training step allows: FP32 or BF16 (whose
+ * gradients are compared by compare_gradients_l2 instead). */
 typedef struct step_tolerances {
     double logits, loss, grad, values, loss_after_adam;
 } step_tolerances;
 
 static const step_tolerances fp32_tol = {TOL, TOL, NET_TOL, TOL, 1e-3};
-static const step_tolerances bf16_tol = {BF16_NET_TOL, BF16_LOSS_TOL, BF16_NET_TOL, BF16_NET_TOL,
+static const step_tolerances bf16_tol = {BF16_NET_TOL, BF16_LOSS_TOL, BF16_GRAD_TOL, BF16_NET_TOL,
                                          BF16_LOSS_TOL};
 
 static pnx_rng rng;
@@ -157,6 +174,51 @@ static void compare_tensors(pnx_unet *got, pnx_unet *want, pnx_unet_view view, d
                tol);
 }
 
+/* BF16 gradients (see the top): relative L2 of the whole vector and, for
+ * gross errors only, of each tensor but the conv biases before a batch
+ * norm, whose gradient is rounding noise around zero; all finite. */
+static void compare_gradients_l2(pnx_unet *got, pnx_unet *want, const char *what)
+{
+    double d2_all = 0, w2_all = 0, worst = 0;
+    const char *worst_name = "";
+    for (size_t i = 0; i < pnx_unet_tensor_count(want); i++) {
+        pnx_unet_tensor_info info;
+        pnx_unet_tensor_at(want, i, &info);
+        if (info.kind != PNX_UNET_PARAMETER)
+            continue;
+        float *a = host_floats(info.count), *b = host_floats(info.count);
+        GPU_OK(pnx_unet_read(got, info.name, PNX_UNET_GRAD, a, info.count));
+        GPU_OK(pnx_unet_read(want, info.name, PNX_UNET_GRAD, b, info.count));
+        double d2 = 0, w2 = 0;
+        size_t bad = 0;
+        for (size_t k = 0; k < info.count; k++) {
+            bad += !isfinite(a[k]);
+            const double d = (double)a[k] - (double)b[k];
+            d2 += d * d;
+            w2 += (double)b[k] * (double)b[k];
+        }
+        GPU_CHECK(bad == 0, "%s gradient %s: %zu values not finite", what, info.name, bad);
+        d2_all += d2;
+        w2_all += w2;
+        if (!is_conv_bias_before_bn(want, info.name)) {
+            const double e = w2 > 0 ? sqrt(d2 / w2) : sqrt(d2);
+            GPU_CHECK(e <= BF16_TENSOR_TOL, "%s gradient %s: relative L2 error %.3g > %.3g", what,
+                      info.name, e, BF16_TENSOR_TOL);
+            if (!(e <= worst)) {
+                worst = e;
+                worst_name = info.name;
+            }
+        }
+        free(a);
+        free(b);
+    }
+    const double global = w2_all > 0 ? sqrt(d2_all / w2_all) : sqrt(d2_all);
+    printf("  %s gradient: relative L2 error %.3g (tolerance %.3g), worst tensor %.3g (%s, "
+           "tolerance %.3g)\n", what, global, BF16_GRAD_TOL, worst, worst_name, BF16_TENSOR_TOL);
+    GPU_CHECK(global <= BF16_GRAD_TOL, "%s gradient: relative L2 error %.3g > %.3g", what, global,
+              BF16_GRAD_TOL);
+}
+
 static void compare_floats(const float *got, const float *want, size_t n, double tol,
                            const char *what, int verbose)
 {
@@ -196,11 +258,16 @@ static void check_training_step(pnx_backend *dev, pnx_backend *ref, int base, ba
     pnx_loss lossd, lossr;
     GPU_OK(pnx_unet_forward(md, b->images, b->n, b->h, b->w, 1, ld));
     GPU_OK(pnx_unet_forward(mr, b->images, b->n, b->h, b->w, 1, lr));
-    compare_floats(ld, lr, count, tol->logits, what, verbose);
+    char lwhat[128];
+    snprintf(lwhat, sizeof lwhat, "%s logits", what);
+    compare_floats(ld, lr, count, tol->logits, lwhat, verbose);
     GPU_OK(pnx_unet_backward(md, b->masks, 1.0f, 1.0f, &lossd));
     GPU_OK(pnx_unet_backward(mr, b->masks, 1.0f, 1.0f, &lossr));
     compare_loss(&lossd, &lossr, tol->loss, what, verbose);
-    compare_tensors(md, mr, PNX_UNET_GRAD, tol->grad, "gradient", verbose);
+    if (verbose)
+        compare_gradients_l2(md, mr, what);
+    else
+        compare_tensors(md, mr, PNX_UNET_GRAD, tol->grad, "gradient", 0);
     compare_tensors(md, mr, PNX_UNET_VALUE, tol->values, "after forward", verbose);
 
     pnx_adam_hparams h = PNX_ADAM_DEFAULTS;
