@@ -3,7 +3,10 @@
  * ops (model/ops_ref.c, the oracle the CPU backend is tested against too),
  * forward and backward, at several shapes including odd sizes, channel
  * counts that are not multiples of anything, and accumulation into
- * non-zero gradients. FP32 with TF32 off: normwise relative error ≤ 1e-4.
+ * non-zero gradients; the fused BN+ReLU against the reference's BN then
+ * ReLU; activation transfers (act_upload / act_download, the pinned staged
+ * uploads) bit for bit. FP32 with TF32 off: normwise relative error ≤ 1e-4.
+ * Mixed precision has its own test, test_gpu_ops_bf16.c.
  * Label gpu; exits 77 (skipped) when no GPU is usable.
  */
 #include <stdint.h>
@@ -171,6 +174,173 @@ static void check_batchnorm(pnx_backend *be, pnx_dims d, double mean, double sd)
         be->ops->release(be, ptrs[i]);
     free(x), free(y), free(gamma), free(beta), free(rm), free(rv), free(sm), free(si);
     free(dy), free(dx), free(dg), free(dbeta);
+}
+
+/* The fused op against the composition of the reference ops: BN then ReLU
+ * forward (training, in place, eval) and ReLU's backward then BN's. The
+ * backward is given the reference's y, so the mask is the same on both. */
+static void check_batchnorm_relu(pnx_backend *be, pnx_dims d, double mean, double sd)
+{
+    if (!be->ops->batchnorm_relu_forward || !be->ops->batchnorm_relu_backward) {
+        GPU_CHECK(0, "backend %s has no fused batch norm + relu", be->ops->name);
+        return;
+    }
+    const size_t n = pnx_dims_count(d), c = (size_t)d.c;
+    float *x = host_floats(n), *y = host_floats(n), *gamma = host_floats(c);
+    float *beta = host_floats(c), *rm = host_floats(c), *rv = host_floats(c);
+    float *sm = host_floats(c), *si = host_floats(c), *dy = host_floats(n), *dz = host_floats(n);
+    float *dx = host_floats(n), *dg = host_floats(c), *dbeta = host_floats(c);
+    fill_normal(&rng, x, n, mean, sd);
+    fill_normal(&rng, gamma, c, 1.0, 0.3);
+    fill_normal(&rng, beta, c, 0.0, 0.3);
+    fill_normal(&rng, rm, c, 0.0, 0.1);
+    for (size_t i = 0; i < c; i++)
+        rv[i] = 0.5f + (float)pnx_rng_uniform(&rng);
+    fill_normal(&rng, dy, n, 0.0, 1.0);
+    float *gx = dev_floats(be, x, n), *gy = dev_floats(be, NULL, n);
+    float *gg = dev_floats(be, gamma, c), *gbeta = dev_floats(be, beta, c);
+    float *grm = dev_floats(be, rm, c), *grv = dev_floats(be, rv, c);
+    float *gsm = dev_floats(be, NULL, c), *gsi = dev_floats(be, NULL, c);
+    float *grm2 = dev_floats(be, rm, c), *grv2 = dev_floats(be, rv, c);
+    float *gsm2 = dev_floats(be, NULL, c), *gsi2 = dev_floats(be, NULL, c);
+    char shape[96];
+    snprintf(shape, sizeof shape, "batchnorm+relu (%d,%d,%d,%d) mean %g", d.n, d.c, d.h, d.w,
+             mean);
+
+    /* training forward: the reference's BN, then its ReLU in place */
+    GPU_CHECK(pnx_ref_batchnorm_forward(x, d, gamma, beta, rm, rv, 1, 0.1f, 1e-5f, y, sm, si) ==
+                  0, "reference batch norm");
+    pnx_ref_relu_forward(y, y, n);
+    GPU_OK(be->ops->batchnorm_relu_forward(be, gx, d, gg, gbeta, grm, grv, 1, 0.1f, 1e-5f, gy,
+                                           gsm, gsi));
+    GPU_CLOSE(be, gy, y, n, TOL, "%s train y", shape);
+    GPU_CLOSE(be, gsm, sm, c, TOL, "%s save_mean", shape);
+    GPU_CLOSE(be, gsi, si, c, TOL, "%s save_invstd", shape);
+    GPU_CLOSE(be, grm, rm, c, TOL, "%s running_mean", shape);
+    GPU_CLOSE(be, grv, rv, c, TOL, "%s running_var", shape);
+
+    /* y == x: a copy of x normalised in place, from the same running stats
+     * as the first call started from */
+    {
+        float *gxy = dev_floats(be, x, n);
+        GPU_OK(be->ops->batchnorm_relu_forward(be, gxy, d, gg, gbeta, grm2, grv2, 1, 0.1f, 1e-5f,
+                                               gxy, gsm2, gsi2));
+        GPU_CLOSE(be, gxy, y, n, TOL, "%s train y in place", shape);
+        GPU_CLOSE(be, grm2, rm, c, TOL, "%s running_mean in place", shape);
+        be->ops->release(be, gxy);
+    }
+
+    /* backward, overwrite then accumulate; dy must come back unchanged */
+    GPU_OK(be->ops->upload(be, gy, y, n * sizeof(float)));
+    float *gdy = dev_floats(be, dy, n);
+    for (int acc = 0; acc <= 1; acc++) {
+        fill_normal(&rng, dx, n, 0.0, 1.0);
+        fill_normal(&rng, dg, c, 0.0, 1.0);
+        fill_normal(&rng, dbeta, c, 0.0, 1.0);
+        float *gdx = dev_floats(be, dx, n), *gdg = dev_floats(be, dg, c);
+        float *gdb = dev_floats(be, dbeta, c);
+        pnx_ref_relu_backward(y, dy, dz, n);
+        pnx_ref_batchnorm_backward(x, d, gamma, sm, si, dz, dx, acc, dg, dbeta);
+        GPU_OK(be->ops->batchnorm_relu_backward(be, gx, gy, d, gg, gsm, gsi, gdy, gdx, acc, gdg,
+                                                gdb));
+        GPU_CLOSE(be, gdx, dx, n, TOL, "%s dx (accumulate %d)", shape, acc);
+        GPU_CLOSE(be, gdg, dg, c, TOL, "%s dgamma", shape);
+        GPU_CLOSE(be, gdb, dbeta, c, TOL, "%s dbeta", shape);
+        be->ops->release(be, gdx);
+        be->ops->release(be, gdg);
+        be->ops->release(be, gdb);
+    }
+    GPU_CLOSE(be, gdy, dy, n, 0.0, "%s dy untouched", shape);
+    be->ops->release(be, gdy);
+
+    /* eval forward, in place, with the running statistics */
+    GPU_CHECK(pnx_ref_batchnorm_forward(x, d, gamma, beta, rm, rv, 0, 0.1f, 1e-5f, y, NULL,
+                                        NULL) == 0, "reference batch norm eval");
+    pnx_ref_relu_forward(y, y, n);
+    GPU_OK(be->ops->batchnorm_relu_forward(be, gx, d, gg, gbeta, grm, grv, 0, 0.1f, 1e-5f, gx,
+                                           NULL, NULL));
+    GPU_CLOSE(be, gx, y, n, TOL, "%s eval y in place", shape);
+
+    float *ptrs[] = {gx, gy, gg, gbeta, grm, grv, gsm, gsi, grm2, grv2, gsm2, gsi2};
+    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
+        be->ops->release(be, ptrs[i]);
+    free(x), free(y), free(gamma), free(beta), free(rm), free(rv), free(sm), free(si);
+    free(dy), free(dz), free(dx), free(dg), free(dbeta);
+}
+
+/* act_upload / act_download (float32 NCHW: plain copies) and upload give
+ * back every bit. Two uploads in a row from one host buffer, rewritten in
+ * between, check that an upload is done with its source when it returns;
+ * a tensor past the staging buffers' size goes up in chunks. */
+static void check_act_transfer(pnx_backend *be, pnx_dims d)
+{
+    if (!be->ops->act_upload || !be->ops->act_download) {
+        GPU_CHECK(0, "backend %s has no activation transfers", be->ops->name);
+        return;
+    }
+    const size_t n = pnx_dims_count(d);
+    float *h = host_floats(n), *first = host_floats(n), *got = host_floats(n);
+    fill_normal(&rng, h, n, 0.0, 1.0);
+    memcpy(first, h, n * sizeof *h);
+    float *ga = dev_act(be, h, d);
+    for (size_t i = 0; i < n; i++)
+        h[i] = -2.0f * h[i] + 1.0f;
+    float *gb = dev_act(be, NULL, d);
+    GPU_OK(be->ops->act_upload(be, gb, h, d));
+    memset(h, 0xff, n * sizeof *h); /* NaNs, should a copy still read it */
+    act_read(be, got, ga, d);
+    GPU_CHECK(memcmp(got, first, n * sizeof *got) == 0,
+              "act round trip (%d,%d,%d,%d): first tensor differs", d.n, d.c, d.h, d.w);
+    for (size_t i = 0; i < n; i++)
+        first[i] = -2.0f * first[i] + 1.0f;
+    act_read(be, got, gb, d);
+    GPU_CHECK(memcmp(got, first, n * sizeof *got) == 0,
+              "act round trip (%d,%d,%d,%d): second tensor differs", d.n, d.c, d.h, d.w);
+    if (be->act_size == sizeof(float)) {
+        /* float32 NCHW: the plain download sees the same bytes */
+        dev_read(be, got, gb, n);
+        GPU_CHECK(memcmp(got, first, n * sizeof *got) == 0,
+                  "act_upload then download (%d,%d,%d,%d) differ", d.n, d.c, d.h, d.w);
+    }
+    be->ops->release(be, ga);
+    be->ops->release(be, gb);
+    free(h), free(first), free(got);
+}
+
+/* Many small uploads in a row, each from a host buffer rewritten at once,
+ * then one kernel reading them all: the staging buffers' reuse is ordered. */
+static void check_upload_burst(pnx_backend *be)
+{
+    enum { PIECES = 40, LEN = 1000 };
+    float *h = host_floats(LEN), *want = host_floats((size_t)PIECES * LEN);
+    float *g = dev_floats(be, NULL, (size_t)PIECES * LEN);
+    for (int k = 0; k < PIECES; k++) {
+        for (size_t i = 0; i < LEN; i++)
+            h[i] = want[(size_t)k * LEN + i] = (float)(k * LEN + (int)i) - 20000.0f;
+        GPU_OK(be->ops->upload(be, g + (size_t)k * LEN, h, LEN * sizeof(float)));
+    }
+    GPU_OK(be->ops->relu_forward(be, g, g, (size_t)PIECES * LEN));
+    pnx_ref_relu_forward(want, want, (size_t)PIECES * LEN);
+    GPU_CLOSE(be, g, want, (size_t)PIECES * LEN, 0.0, "burst of small uploads");
+    be->ops->release(be, g);
+    free(h), free(want);
+}
+
+static void check_mem_info(pnx_backend *be)
+{
+    if (!be->ops->mem_info)
+        return;
+    size_t free_b = 0, total_b = 0;
+    GPU_OK(be->ops->mem_info(be, &free_b, &total_b));
+    GPU_CHECK(total_b > 0 && free_b <= total_b, "mem_info: %zu free of %zu", free_b, total_b);
+    /* 256 MiB held must show (other processes may move it a little) */
+    void *p = NULL;
+    size_t free_after = 0;
+    GPU_OK(be->ops->alloc(be, (size_t)256 << 20, &p));
+    GPU_OK(be->ops->mem_info(be, &free_after, &total_b));
+    GPU_CHECK(free_after + ((size_t)128 << 20) <= free_b,
+              "mem_info: free %zu before and %zu after allocating 256 MiB", free_b, free_after);
+    be->ops->release(be, p);
 }
 
 static void check_relu(pnx_backend *be, size_t n)
@@ -351,6 +521,18 @@ int main(void)
         check_batchnorm(be, (pnx_dims){2, 3, 5, 7}, 0.5, 2.0);
         check_batchnorm(be, (pnx_dims){3, 5, 9, 11}, 100.0, 0.01); /* mean ≫ spread */
         check_batchnorm(be, (pnx_dims){2, 16, 1, 1}, 0.0, 1.0);    /* the U-Net's bottom at 16² */
+        check_batchnorm_relu(be, (pnx_dims){4, 8, 16, 16}, 0.0, 1.0);  /* float4 rows */
+        check_batchnorm_relu(be, (pnx_dims){2, 3, 5, 7}, 0.5, 2.0);    /* odd rows, scalar */
+        check_batchnorm_relu(be, (pnx_dims){3, 5, 9, 11}, 100.0, 0.01);
+        check_batchnorm_relu(be, (pnx_dims){2, 16, 1, 1}, 0.0, 1.0);
+        if (!deterministic)
+            check_batchnorm_relu(be, (pnx_dims){4, 64, 32, 32}, 0.3, 1.0);
+        check_act_transfer(be, (pnx_dims){1, 1, 1, 1});
+        check_act_transfer(be, (pnx_dims){2, 3, 5, 7});
+        if (!deterministic) /* 36.9 MB: two chunks of the 32 MiB staging */
+            check_act_transfer(be, (pnx_dims){3, 1, 2048, 1500});
+        check_upload_burst(be);
+        check_mem_info(be);
         check_relu(be, 1);
         check_relu(be, 1000003); /* not a multiple of 4: one float per thread */
         check_relu(be, 1 << 20); /* 16-byte vectors */

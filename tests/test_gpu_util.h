@@ -10,6 +10,7 @@
 #define PNX_TEST_GPU_UTIL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,50 @@ static inline void dev_read(pnx_backend *be, float *host, const float *dev, size
     }
 }
 
+/* An activation tensor of shape d on be (act_size bytes an element), from
+ * host float32 NCHW through act_upload; NULL host gives zeros. */
+static inline float *dev_act(pnx_backend *be, const float *host, pnx_dims d)
+{
+    void *p = NULL;
+    if (be->ops->alloc(be, pnx_act_bytes(be, d), &p) != 0) {
+        fprintf(stderr, "device alloc: %s\n", pnx_errmsg());
+        exit(2);
+    }
+    if (host && be->ops->act_upload(be, p, host, d) != 0) {
+        fprintf(stderr, "act_upload: %s\n", pnx_errmsg());
+        exit(2);
+    }
+    return p;
+}
+
+static inline void act_read(pnx_backend *be, float *host, const float *dev, pnx_dims d)
+{
+    if (be->ops->act_download(be, host, dev, d) != 0) {
+        fprintf(stderr, "act_download: %s\n", pnx_errmsg());
+        exit(2);
+    }
+}
+
+/* v rounded to the nearest bfloat16 (ties to even), as float: what
+ * __float2bfloat16_rn keeps. NaN stays NaN. */
+static inline float bf16_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return v;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static inline void round_bf16(float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = bf16_round(v[i]);
+}
+
 static inline double rel_error(const float *got, const float *want, size_t n)
 {
     double max_diff = 0, max_want = 0;
@@ -154,6 +199,21 @@ static inline double rel_error(const float *got, const float *want, size_t n)
         double e_ = rel_error(got_, (want), (count));                                             \
         char what_[200];                                                                          \
         snprintf(what_, sizeof what_, __VA_ARGS__);                                               \
+        GPU_CHECK(e_ <= (tol), "%s: relative error %.3g > %.3g", what_, e_, (double)(tol));      \
+        free(got_);                                                                               \
+    } while (0)
+
+/* The same for an activation of shape d (read through act_download); prints
+ * every error, so a first run on a new card shows the margins. */
+#define GPU_ACT_CLOSE(be, dev, want, d, tol, ...)                                                 \
+    do {                                                                                          \
+        const size_t n_ = pnx_dims_count(d);                                                      \
+        float *got_ = host_floats(n_);                                                            \
+        act_read((be), got_, (dev), (d));                                                         \
+        double e_ = rel_error(got_, (want), n_);                                                  \
+        char what_[200];                                                                          \
+        snprintf(what_, sizeof what_, __VA_ARGS__);                                               \
+        printf("  %-60s error %.3g (tolerance %.3g)\n", what_, e_, (double)(tol));               \
         GPU_CHECK(e_ <= (tol), "%s: relative error %.3g > %.3g", what_, e_, (double)(tol));      \
         free(got_);                                                                               \
     } while (0)

@@ -1,11 +1,14 @@
 /*
  * model/cuda/cuda_backend.c — the CUDA backend's table and life cycle:
- * device checks, the stream, device memory, and each op handed to
- * cudnn_conv.c (convolutions) or cuda_kernels.cu (everything else).
+ * device checks, the stream, device memory and the pinned staging of
+ * uploads (cuda_internal.h), each FP32 op handed to cudnn_conv.c
+ * (convolutions) or cuda_kernels.cu (everything else), and the switch to
+ * mixed precision (pnx_cuda_bf16_install) when the options ask for it.
  */
 #include "model/cuda/cuda_backend.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +130,99 @@ static int copy_and_wait(pnx_backend *be, void *dst, const void *src, size_t byt
     return err == cudaSuccess ? 0 : pnx_cuda_fail(err, what);
 }
 
+/* ---- uploads through the pinned staging buffers -------------------------------- */
+
+static int staging_open(cuda_staging *st)
+{
+    for (int i = 0; i < 2; i++) {
+        cudaError_t err = cudaEventCreateWithFlags(&st->ready[i], cudaEventDisableTiming);
+        if (err != cudaSuccess) {
+            st->ready[i] = NULL;
+            return pnx_cuda_fail(err, "CUDA backend: creating an upload event");
+        }
+    }
+    return 0;
+}
+
+/* Only once the stream is idle: no copy may still read a buffer. */
+static void staging_close(cuda_staging *st)
+{
+    for (int i = 0; i < 2; i++) {
+        if (st->buf[i])
+            cudaFreeHost(st->buf[i]);
+        if (st->ready[i])
+            cudaEventDestroy(st->ready[i]);
+        st->buf[i] = NULL;
+        st->bytes[i] = 0;
+        st->ready[i] = NULL;
+    }
+}
+
+/* Buffer i with room for len bytes (≤ PNX_CUDA_STAGING_MAX), once the copy
+ * that last read it has finished; *out NULL (and 0 returned) when it cannot
+ * be pinned, which the caller answers with a synchronous copy. */
+static int staging_take(cuda_staging *st, int i, size_t len, void **out)
+{
+    *out = NULL;
+    /* Never recorded yet: returns at once. */
+    cudaError_t err = cudaEventSynchronize(st->ready[i]);
+    if (err != cudaSuccess)
+        return pnx_cuda_fail(err, "copy to the GPU");
+    if (st->bytes[i] < len) {
+        if (st->buf[i])
+            cudaFreeHost(st->buf[i]);
+        st->buf[i] = NULL;
+        st->bytes[i] = 0;
+        /* Whole MiB, so a batch that grows a little does not reallocate. */
+        const size_t mib = (size_t)1 << 20;
+        size_t want = (len + mib - 1) / mib * mib;
+        if (want > PNX_CUDA_STAGING_MAX)
+            want = PNX_CUDA_STAGING_MAX;
+        void *p = NULL;
+        if (cudaHostAlloc(&p, want, cudaHostAllocDefault) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return 0;
+        }
+        st->buf[i] = p;
+        st->bytes[i] = want;
+    }
+    *out = st->buf[i];
+    return 0;
+}
+
+/* Returns once host_src has been read (cuda_internal.h: cuda_staging). */
 static int cuda_upload(pnx_backend *be, void *dst, const void *host_src, size_t bytes)
 {
-    return copy_and_wait(be, dst, host_src, bytes, cudaMemcpyHostToDevice, "copy to the GPU");
+    cuda_impl *c = cuda_of(be);
+    cuda_staging *st = &c->staging;
+    char *d = dst;
+    const char *h = host_src;
+    for (size_t done = 0; done < bytes;) {
+        const size_t left = bytes - done;
+        const size_t len = left < PNX_CUDA_STAGING_MAX ? left : PNX_CUDA_STAGING_MAX;
+        const int i = st->next;
+        void *pinned = NULL;
+        int rc = staging_take(st, i, len, &pinned);
+        if (rc)
+            return rc;
+        if (!pinned)
+            return copy_and_wait(be, d + done, h + done, left, cudaMemcpyHostToDevice,
+                                 "copy to the GPU");
+        memcpy(pinned, h + done, len);
+        cudaError_t err = cudaMemcpyAsync(d + done, pinned, len, cudaMemcpyHostToDevice,
+                                          c->stream);
+        if (err == cudaSuccess)
+            err = cudaEventRecord(st->ready[i], c->stream);
+        if (err != cudaSuccess) {
+            /* The event may not cover a copy that was queued: let it finish
+             * before the buffer can be written again. */
+            (void)cudaStreamSynchronize(c->stream);
+            return pnx_cuda_fail(err, "copy to the GPU");
+        }
+        st->next = i ^ 1;
+        done += len;
+    }
+    return 0;
 }
 
 static int cuda_download(pnx_backend *be, void *host_dst, const void *src, size_t bytes)
@@ -145,11 +238,50 @@ static int cuda_fill_zero(pnx_backend *be, void *p, size_t bytes)
     return err == cudaSuccess ? 0 : pnx_cuda_fail(err, "clearing GPU memory");
 }
 
+/* Bytes of a float32 tensor of shape d, or PNX_EINVAL for a shape that is
+ * negative or does not fit in size_t. */
+static int float_tensor_bytes(pnx_dims d, size_t *out)
+{
+    const int side[4] = {d.n, d.c, d.h, d.w};
+    size_t bytes = sizeof(float);
+    for (int k = 0; k < 4; k++) {
+        if (side[k] < 0 || (side[k] > 0 && bytes > SIZE_MAX / (size_t)side[k]))
+            return pnx_fail(PNX_EINVAL, "activation of shape (%d,%d,%d,%d) is not a valid size",
+                            d.n, d.c, d.h, d.w);
+        bytes *= (size_t)side[k];
+    }
+    *out = bytes;
+    return 0;
+}
+
+/* FP32 activations are float32 NCHW, as on the host: plain copies. */
+static int cuda_act_upload(pnx_backend *be, float *dst, const float *host, pnx_dims d)
+{
+    size_t bytes;
+    int rc = float_tensor_bytes(d, &bytes);
+    return rc ? rc : cuda_upload(be, dst, host, bytes);
+}
+
+static int cuda_act_download(pnx_backend *be, float *host, const float *src, pnx_dims d)
+{
+    size_t bytes;
+    int rc = float_tensor_bytes(d, &bytes);
+    return rc ? rc : cuda_download(be, host, src, bytes);
+}
+
+static int cuda_mem_info(pnx_backend *be, size_t *free_bytes, size_t *total_bytes)
+{
+    (void)be;
+    cudaError_t err = cudaMemGetInfo(free_bytes, total_bytes);
+    return err == cudaSuccess ? 0 : pnx_cuda_fail(err, "reading the GPU's free memory");
+}
+
 /* ---- ops ------------------------------------------------------------------------ */
 
-static int cuda_bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
-                           const float *beta, float *rm, float *rv, int training, float momentum,
-                           float eps, float *y, float *save_mean, float *save_invstd)
+/* batchnorm_forward, with relu: batchnorm_relu_forward. */
+static int bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                      const float *beta, float *rm, float *rv, int training, float momentum,
+                      float eps, int relu, float *y, float *save_mean, float *save_invstd)
 {
     cuda_impl *c = cuda_of(be);
     if (training && (size_t)d.n * d.h * d.w < 2)
@@ -162,12 +294,13 @@ static int cuda_bn_forward(pnx_backend *be, const float *x, pnx_dims d, const fl
     if (rc)
         return rc;
     return pnx_cuk_batchnorm_forward(c->stream, c->sm_count, x, d, gamma, beta, rm, rv, training,
-                                     momentum, eps, y, save_mean, save_invstd, scratch);
+                                     momentum, eps, relu, y, save_mean, save_invstd, scratch);
 }
 
-static int cuda_bn_backward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
-                            const float *save_mean, const float *save_invstd, const float *dy,
-                            float *dx, int acc, float *dgamma, float *dbeta)
+/* batchnorm_backward (y_relu NULL) or batchnorm_relu_backward. */
+static int bn_backward(pnx_backend *be, const float *x, const float *y_relu, pnx_dims d,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       const float *dy, float *dx, int acc, float *dgamma, float *dbeta)
 {
     cuda_impl *c = cuda_of(be);
     void *scratch;
@@ -175,8 +308,44 @@ static int cuda_bn_backward(pnx_backend *be, const float *x, pnx_dims d, const f
         be, pnx_cuk_channel_scratch(c->sm_count, d.n, d.c, (size_t)d.h * d.w), &scratch);
     if (rc)
         return rc;
-    return pnx_cuk_batchnorm_backward(c->stream, c->sm_count, x, d, gamma, save_mean,
+    return pnx_cuk_batchnorm_backward(c->stream, c->sm_count, x, y_relu, d, gamma, save_mean,
                                       save_invstd, dy, dx, acc, dgamma, dbeta, scratch);
+}
+
+static int cuda_bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                           const float *beta, float *rm, float *rv, int training, float momentum,
+                           float eps, float *y, float *save_mean, float *save_invstd)
+{
+    return bn_forward(be, x, d, gamma, beta, rm, rv, training, momentum, eps, 0, y, save_mean,
+                      save_invstd);
+}
+
+static int cuda_bn_backward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                            const float *save_mean, const float *save_invstd, const float *dy,
+                            float *dx, int acc, float *dgamma, float *dbeta)
+{
+    return bn_backward(be, x, NULL, d, gamma, save_mean, save_invstd, dy, dx, acc, dgamma,
+                       dbeta);
+}
+
+static int cuda_bn_relu_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
+                                const float *beta, float *rm, float *rv, int training,
+                                float momentum, float eps, float *y, float *save_mean,
+                                float *save_invstd)
+{
+    return bn_forward(be, x, d, gamma, beta, rm, rv, training, momentum, eps, 1, y, save_mean,
+                      save_invstd);
+}
+
+static int cuda_bn_relu_backward(pnx_backend *be, const float *x, const float *y, pnx_dims d,
+                                 const float *gamma, const float *save_mean,
+                                 const float *save_invstd, const float *dy, float *dx, int acc,
+                                 float *dgamma, float *dbeta)
+{
+    /* Without y this would silently be the plain BatchNorm backward. */
+    if (!y)
+        return pnx_fail(PNX_EINVAL, "fused batch norm + relu backward needs its output y");
+    return bn_backward(be, x, y, d, gamma, save_mean, save_invstd, dy, dx, acc, dgamma, dbeta);
 }
 
 static int cuda_relu_forward(pnx_backend *be, const float *x, float *y, size_t n)
@@ -285,6 +454,7 @@ static void cuda_destroy(pnx_backend *be)
             cudaStreamSynchronize(c->stream);
         pnx_cudnn_destroy(c->conv);
         cudaFree(c->scratch);
+        staging_close(&c->staging);
         if (c->stream)
             cudaStreamDestroy(c->stream);
         (void)cudaGetLastError();
@@ -309,6 +479,8 @@ static const pnx_backend_ops cuda_ops = {
     .upconv2x2_backward = pnx_cudnn_upconv2x2_backward,
     .batchnorm_forward = cuda_bn_forward,
     .batchnorm_backward = cuda_bn_backward,
+    .batchnorm_relu_forward = cuda_bn_relu_forward,
+    .batchnorm_relu_backward = cuda_bn_relu_backward,
     .relu_forward = cuda_relu_forward,
     .relu_backward = cuda_relu_backward,
     .maxpool2x2_forward = cuda_maxpool_forward,
@@ -317,6 +489,9 @@ static const pnx_backend_ops cuda_ops = {
     .split_channels = cuda_split,
     .seg_loss = cuda_seg_loss,
     .adam_update = cuda_adam_update,
+    .act_upload = cuda_act_upload,
+    .act_download = cuda_act_download,
+    .mem_info = cuda_mem_info,
 };
 
 static int open_device(cuda_impl *c)
@@ -345,16 +520,20 @@ static int open_device(cuda_impl *c)
     if (rc)
         return rc;
     snprintf(c->name, sizeof c->name,
-             "%.255s (sm_%d%d, %.1f GiB), driver CUDA %d.%d, runtime %d.%d, cuDNN %s%s%s",
+             "%.255s (sm_%d%d, %.1f GiB), driver CUDA %d.%d, runtime %d.%d, cuDNN %s%s%s%s",
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
              driver / 1000, driver % 1000 / 10, CUDART_VERSION / 1000,
              CUDART_VERSION % 1000 / 10, cudnn_version, c->opt.allow_tf32 ? ", TF32" : "",
-             c->opt.deterministic ? ", deterministic" : "");
+             c->opt.deterministic ? ", deterministic" : "",
+             c->opt.mixed_bf16 ? ", BF16 mixed precision" : "");
     err = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         c->stream = NULL;
         return pnx_cuda_fail(err, "CUDA backend: creating a stream");
     }
+    rc = staging_open(&c->staging);
+    if (rc)
+        return rc;
     return pnx_cudnn_create(&c->conv, c->stream, &c->opt);
 }
 
@@ -374,7 +553,18 @@ int pnx_backend_cuda_create(pnx_backend **out, const pnx_cuda_options *opt)
         c->opt.workspace_limit = PNX_CUDA_DEFAULT_WORKSPACE;
     be->ops = &cuda_ops;
     be->impl = c;
+    be->act_size = sizeof(float);
     int rc = open_device(c);
+    if (!rc && c->opt.mixed_bf16) {
+        /* The integration point of mixed precision: the FP32 table with
+         * every activation op replaced (model/cuda/cuda_bf16_ops.c). */
+        c->ops = cuda_ops;
+        rc = pnx_cuda_bf16_install(be, &c->ops);
+        if (!rc) {
+            be->ops = &c->ops;
+            be->act_size = 2;
+        }
+    }
     if (rc) {
         cuda_destroy(be);
         return rc;
@@ -387,7 +577,8 @@ void pnx_backend_cuda_describe(pnx_backend *be, char *buf, size_t size)
 {
     if (!size)
         return;
-    if (!be || !be->ops || strcmp(be->ops->name, "cuda") != 0) {
+    /* Mixed precision replaces ops but never destroy: it names the backend. */
+    if (!be || !be->ops || be->ops->destroy != cuda_destroy) {
         snprintf(buf, size, "not a CUDA backend");
         return;
     }

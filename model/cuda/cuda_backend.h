@@ -8,7 +8,14 @@
  * and stages are shared; memory from ops->alloc is device memory, and
  * upload/download copy between it and the host. All work runs in order on
  * one stream of the backend; host-visible results (the loss, downloads)
- * wait for it. Not thread-safe: one backend, one thread at a time.
+ * wait for it. upload and act_upload return as soon as the host source
+ * has been read (into pinned staging memory), not when the copy has
+ * reached the device: the host may reuse its buffer at once, and prepares
+ * the next batch while the GPU still runs the current step.
+ * With mixed_bf16, activations are bfloat16 NHWC on the device (act_size
+ * 2) and move only through act_upload / act_download; parameters and
+ * everything else stay float32. Not thread-safe: one backend, one thread
+ * at a time.
  *
  * In a build without CUDA (PNX_HAVE_CUDA undefined) the functions exist and
  * fail with PNX_ENOTBUILT, so callers need no #ifdef.

@@ -24,6 +24,25 @@ extern "C" {
 
 typedef struct pnx_cudnn_state pnx_cudnn_state; /* cudnn_conv.c */
 
+/* Bytes one pinned staging buffer grows to at most; larger uploads go in
+ * chunks of this size, alternating between the two buffers. */
+#define PNX_CUDA_STAGING_MAX ((size_t)32 << 20)
+
+/* Host-to-device copies from pageable memory go through two pinned buffers,
+ * so they can be asynchronous: the host copies a chunk into buffer i,
+ * enqueues the DMA on the stream and records ready[i] after it; the next
+ * use of buffer i first waits for ready[i]. upload and act_upload return as
+ * soon as the host source has been read, while the device may still be
+ * busy with earlier work: the host prepares the next batch while the GPU
+ * runs the current step. A buffer that cannot be pinned makes the copy
+ * synchronous instead (correct, slower). */
+typedef struct cuda_staging {
+    void *buf[2];         /* cudaHostAlloc'd, NULL until first needed */
+    size_t bytes[2];      /* their sizes */
+    cudaEvent_t ready[2]; /* recorded after the last copy out of buf[i] */
+    int next;             /* the buffer the next chunk uses */
+} cuda_staging;
+
 typedef struct cuda_impl {
     pnx_cuda_options opt;
     int device;
@@ -34,6 +53,10 @@ typedef struct cuda_impl {
      * demand; reused op after op, which the single stream keeps ordered. */
     void *scratch;
     size_t scratch_bytes;
+    cuda_staging staging;
+    /* The table be->ops points to in mixed precision: the FP32 table with
+     * the activation ops replaced by pnx_cuda_bf16_install. */
+    pnx_backend_ops ops;
     char name[512];
 } cuda_impl;
 
@@ -49,6 +72,12 @@ int pnx_cuda_fail(cudaError_t err, const char *what);
 /* Device scratch of at least bytes (contents not kept). */
 int pnx_cuda_scratch(pnx_backend *be, size_t bytes, void **out);
 
+/* cuda_bf16_ops.c: replaces, in ops (a copy of the FP32 table), every op
+ * that touches activations with its bfloat16 NHWC version; called once by
+ * pnx_backend_cuda_create when opt.mixed_bf16 is set, after the device, the
+ * stream and cuDNN are ready. Returns 0 or a PNX_E… code. */
+int pnx_cuda_bf16_install(pnx_backend *be, pnx_backend_ops *ops);
+
 /* ---- cuda_kernels.cu ------------------------------------------------------ */
 
 /* y (N,C,P) += bias (C). */
@@ -59,14 +88,21 @@ int pnx_cuk_bias_grad(cudaStream_t s, int sm_count, const float *dy, int n, int 
 /* Scratch bytes the per-channel reductions need for this shape. */
 size_t pnx_cuk_channel_scratch(int sm_count, int n, int c, size_t p);
 
+/* BatchNorm2d as backend.h, then y = max(y, 0) on store when relu is 1
+ * (the fused BN+ReLU); y may equal x. scratch: pnx_cuk_channel_scratch. */
 int pnx_cuk_batchnorm_forward(cudaStream_t s, int sm_count, const float *x, pnx_dims d,
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int training, float momentum, float eps,
-                              float *y, float *save_mean, float *save_invstd, void *scratch);
-int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x, pnx_dims d,
-                               const float *gamma, const float *save_mean,
-                               const float *save_invstd, const float *dy, float *dx, int acc,
-                               float *dgamma, float *dbeta, void *scratch);
+                              int relu, float *y, float *save_mean, float *save_invstd,
+                              void *scratch);
+/* The training backward. y_relu NULL: of BatchNorm alone; else of the fused
+ * BN+ReLU whose output is y_relu: dy counts only where y_relu > 0, masked
+ * as it is read (no pass or buffer of its own). dx may be NULL (only the
+ * parameter gradients). */
+int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x,
+                               const float *y_relu, pnx_dims d, const float *gamma,
+                               const float *save_mean, const float *save_invstd, const float *dy,
+                               float *dx, int acc, float *dgamma, float *dbeta, void *scratch);
 
 int pnx_cuk_relu_forward(cudaStream_t s, const float *x, float *y, size_t n);
 int pnx_cuk_relu_backward(cudaStream_t s, const float *y, const float *dy, float *dx, size_t n);

@@ -8,6 +8,11 @@
  * shape and the device's multiprocessor count, never on timing, so every
  * kernel here is deterministic (no atomics).
  *
+ * The fused BN+ReLU is the batch-norm kernels with the ReLU folded in: the
+ * forward clamps on store, the backward masks dy by y > 0 as it reads it,
+ * in both the reduction and the dx pass, so it costs no pass and no buffer
+ * of its own.
+ *
  * Layout reminder: element (n, c, p) of an (N,C,P) tensor is at
  * (n·C + c)·P + p; a "row" is the P pixels of one (n, c).
  */
@@ -87,14 +92,17 @@ int row_pieces(int sm_count, int n, int c, size_t p)
 enum { SUM_PLAIN = 0, SUM_SHIFTED_SQUARES = 1 };
 
 /* Block (s, ch) sums its piece of channel ch: s = sample·pieces + piece.
- *   SUM_PLAIN:           s1 = Σ a, s2 = Σ a·b (b may be NULL);
+ *   SUM_PLAIN:           s1 = Σ a, s2 = Σ a·b (b may be NULL); with Masked,
+ *                        a reads as 0 wherever mask ≤ 0 (ReLU's backward,
+ *                        mask its output; b is then never NULL);
  *   SUM_SHIFTED_SQUARES: s1 = Σ (a − K), s2 = Σ (a − K)², K = the channel's
  *                        first value, which keeps E[x²] − E[x]² from
  *                        cancelling when the mean is large against the spread.
  * part[(ch·S + s)·2 + {0,1}]. */
+template <bool Masked>
 __global__ void channel_partial_kernel(const float *__restrict__ a, const float *__restrict__ b,
-                                       int n, int c, size_t p, int pieces, int mode,
-                                       double *__restrict__ part)
+                                       const float *__restrict__ mask, int n, int c, size_t p,
+                                       int pieces, int mode, double *__restrict__ part)
 {
     __shared__ double s1[kThreads], s2[kThreads];
     const int ch = blockIdx.y;
@@ -111,6 +119,12 @@ __global__ void channel_partial_kernel(const float *__restrict__ a, const float 
             double v = (double)a[row + q] - k;
             acc1 += v;
             acc2 += v * v;
+        }
+    } else if (Masked) {
+        for (size_t q = begin + threadIdx.x; q < end; q += kThreads) {
+            double v = mask[row + q] > 0.0f ? a[row + q] : 0.0f;
+            acc1 += v;
+            acc2 += v * b[row + q];
         }
     } else if (b) {
         for (size_t q = begin + threadIdx.x; q < end; q += kThreads) {
@@ -130,12 +144,18 @@ __global__ void channel_partial_kernel(const float *__restrict__ a, const float 
     }
 }
 
-int channel_partials(cudaStream_t st, int sm_count, const float *a, const float *b, int n, int c,
-                     size_t p, int mode, double *part)
+/* mask NULL: plain sums; else SUM_PLAIN of a masked by mask > 0 (b set). */
+int channel_partials(cudaStream_t st, int sm_count, const float *a, const float *b,
+                     const float *mask, int n, int c, size_t p, int mode, double *part)
 {
     const int pieces = row_pieces(sm_count, n, c, p);
     dim3 grid((unsigned)(n * pieces), (unsigned)c);
-    channel_partial_kernel<<<grid, kThreads, 0, st>>>(a, b, n, c, p, pieces, mode, part);
+    if (mask)
+        channel_partial_kernel<true>
+            <<<grid, kThreads, 0, st>>>(a, b, mask, n, c, p, pieces, mode, part);
+    else
+        channel_partial_kernel<false>
+            <<<grid, kThreads, 0, st>>>(a, b, nullptr, n, c, p, pieces, mode, part);
     return launch_check("channel reduction");
 }
 
@@ -219,8 +239,18 @@ __device__ inline float fma4(float v, float a, float b)
 {
     return v * a + b;
 }
+/* max(v, 0) with ReLU's convention (NaN → 0), as ops_ref.c. */
+__device__ inline float relu_v(float v)
+{
+    return v > 0.0f ? v : 0.0f;
+}
+__device__ inline float4 relu_v(float4 v)
+{
+    return make_float4(relu_v(v.x), relu_v(v.y), relu_v(v.z), relu_v(v.w));
+}
 
-template <typename V>
+/* y = x·scale + shift, then max(·, 0) when Relu. y may equal x. */
+template <typename V, bool Relu>
 __global__ void bn_apply_kernel(const V *x, V *y, size_t rows, int c, size_t p,
                                 const float *coef)
 {
@@ -231,14 +261,14 @@ __global__ void bn_apply_kernel(const V *x, V *y, size_t rows, int c, size_t p,
         V *yr = y + r * p;
         for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < p;
              q += (size_t)gridDim.x * blockDim.x)
-            yr[q] = fma4(xr[q], scale, shift);
+            yr[q] = Relu ? relu_v(fma4(xr[q], scale, shift)) : fma4(xr[q], scale, shift);
     }
 }
 
-bool vec4_ok(size_t p, const void *a, const void *b, const void *c)
+bool vec4_ok(size_t p, const void *a, const void *b, const void *c, const void *d = nullptr)
 {
     auto aligned = [](const void *q) { return q == nullptr || (uintptr_t)q % 16 == 0; };
-    return p % 4 == 0 && aligned(a) && aligned(b) && aligned(c);
+    return p % 4 == 0 && aligned(a) && aligned(b) && aligned(c) && aligned(d);
 }
 
 /* dx = a·dy + b·x + k per channel (ops_ref.c's folding); coef = {a, b, k}. */
@@ -270,27 +300,41 @@ __device__ inline float bn_dx(float dy, float x, float a, float b, float k, floa
     return acc ? prev + v : v;
 }
 
-template <typename V>
-__global__ void bn_backward_apply_kernel(const V *x, const V *dy, V *dx, size_t rows, int c,
-                                         size_t p, const float *coef, int acc)
+/* ReLU's backward on the gradient as it is read: dy where y > 0, else 0. */
+__device__ inline float relu_mask(float y, float dy)
+{
+    return y > 0.0f ? dy : 0.0f;
+}
+__device__ inline float4 relu_mask(float4 y, float4 dy)
+{
+    return make_float4(relu_mask(y.x, dy.x), relu_mask(y.y, dy.y), relu_mask(y.z, dy.z),
+                       relu_mask(y.w, dy.w));
+}
+
+/* With Masked, dy is first masked by the fused forward's output ym. */
+template <typename V, bool Masked>
+__global__ void bn_backward_apply_kernel(const V *x, const V *ym, const V *dy, V *dx,
+                                         size_t rows, int c, size_t p, const float *coef, int acc)
 {
     for (size_t r = blockIdx.y; r < rows; r += gridDim.y) {
         const int ch = (int)(r % c);
         const float a = coef[ch], b = coef[c + ch], k = coef[2 * c + ch];
         const V *xr = x + r * p;
+        const V *yr = Masked ? ym + r * p : nullptr;
         const V *dyr = dy + r * p;
         V *dxr = dx + r * p;
         for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < p;
              q += (size_t)gridDim.x * blockDim.x) {
+            const V g = Masked ? relu_mask(yr[q], dyr[q]) : dyr[q];
             if constexpr (sizeof(V) == sizeof(float4)) {
-                const float4 xv = xr[q], dv = dyr[q];
+                const float4 xv = xr[q], dv = g;
                 const float4 prev = acc ? dxr[q] : make_float4(0, 0, 0, 0);
                 dxr[q] = make_float4(bn_dx(dv.x, xv.x, a, b, k, prev.x, acc),
                                      bn_dx(dv.y, xv.y, a, b, k, prev.y, acc),
                                      bn_dx(dv.z, xv.z, a, b, k, prev.z, acc),
                                      bn_dx(dv.w, xv.w, a, b, k, prev.w, acc));
             } else {
-                dxr[q] = bn_dx(dyr[q], xr[q], a, b, k, acc ? dxr[q] : 0.0f, acc);
+                dxr[q] = bn_dx(g, xr[q], a, b, k, acc ? dxr[q] : 0.0f, acc);
             }
         }
     }
@@ -512,7 +556,7 @@ int pnx_cuk_bias_grad(cudaStream_t s, int sm_count, const float *dy, int n, int 
     if (n == 0 || c == 0 || p == 0)
         return 0;
     double *part = (double *)partial;
-    int rc = channel_partials(s, sm_count, dy, NULL, n, c, p, SUM_PLAIN, part);
+    int rc = channel_partials(s, sm_count, dy, NULL, NULL, n, c, p, SUM_PLAIN, part);
     if (rc)
         return rc;
     const int S = n * row_pieces(sm_count, n, c, p);
@@ -523,7 +567,8 @@ int pnx_cuk_bias_grad(cudaStream_t s, int sm_count, const float *dy, int n, int 
 int pnx_cuk_batchnorm_forward(cudaStream_t s, int sm_count, const float *x, pnx_dims d,
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int training, float momentum, float eps,
-                              float *y, float *save_mean, float *save_invstd, void *scratch)
+                              int relu, float *y, float *save_mean, float *save_invstd,
+                              void *scratch)
 {
     const size_t p = (size_t)d.h * d.w;
     const size_t rows = (size_t)d.n * d.c;
@@ -533,7 +578,8 @@ int pnx_cuk_batchnorm_forward(cudaStream_t s, int sm_count, const float *x, pnx_
     float *coef = coef_after_partials(scratch, sm_count, d.n, d.c, p);
     const int S = d.n * row_pieces(sm_count, d.n, d.c, p);
     if (training) {
-        int rc = channel_partials(s, sm_count, x, NULL, d.n, d.c, p, SUM_SHIFTED_SQUARES, part);
+        int rc = channel_partials(s, sm_count, x, NULL, NULL, d.n, d.c, p, SUM_SHIFTED_SQUARES,
+                                  part);
         if (rc)
             return rc;
     }
@@ -543,18 +589,25 @@ int pnx_cuk_batchnorm_forward(cudaStream_t s, int sm_count, const float *x, pnx_
     int rc = launch_check("batch norm statistics");
     if (rc)
         return rc;
-    if (vec4_ok(p, x, y, nullptr))
-        bn_apply_kernel<<<row_grid(rows, p / 4), kThreads, 0, s>>>(
-            (const float4 *)x, (float4 *)y, rows, d.c, p / 4, coef);
+    const bool vec = vec4_ok(p, x, y, nullptr);
+    const dim3 grid = row_grid(rows, vec ? p / 4 : p);
+    const float4 *x4 = (const float4 *)x;
+    float4 *y4 = (float4 *)y;
+    if (vec && relu)
+        bn_apply_kernel<float4, true><<<grid, kThreads, 0, s>>>(x4, y4, rows, d.c, p / 4, coef);
+    else if (vec)
+        bn_apply_kernel<float4, false><<<grid, kThreads, 0, s>>>(x4, y4, rows, d.c, p / 4, coef);
+    else if (relu)
+        bn_apply_kernel<float, true><<<grid, kThreads, 0, s>>>(x, y, rows, d.c, p, coef);
     else
-        bn_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, y, rows, d.c, p, coef);
-    return launch_check("batch norm");
+        bn_apply_kernel<float, false><<<grid, kThreads, 0, s>>>(x, y, rows, d.c, p, coef);
+    return launch_check(relu ? "batch norm + relu" : "batch norm");
 }
 
-int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x, pnx_dims d,
-                               const float *gamma, const float *save_mean,
-                               const float *save_invstd, const float *dy, float *dx, int acc,
-                               float *dgamma, float *dbeta, void *scratch)
+int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x,
+                               const float *y_relu, pnx_dims d, const float *gamma,
+                               const float *save_mean, const float *save_invstd, const float *dy,
+                               float *dx, int acc, float *dgamma, float *dbeta, void *scratch)
 {
     const size_t p = (size_t)d.h * d.w;
     const size_t rows = (size_t)d.n * d.c;
@@ -563,7 +616,7 @@ int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x, pnx
     double *part = (double *)scratch;
     float *coef = coef_after_partials(scratch, sm_count, d.n, d.c, p);
     const int S = d.n * row_pieces(sm_count, d.n, d.c, p);
-    int rc = channel_partials(s, sm_count, dy, x, d.n, d.c, p, SUM_PLAIN, part);
+    int rc = channel_partials(s, sm_count, dy, x, y_relu, d.n, d.c, p, SUM_PLAIN, part);
     if (rc)
         return rc;
     bn_backward_finalize_kernel<<<(d.c + kThreads - 1) / kThreads, kThreads, 0, s>>>(
@@ -572,13 +625,24 @@ int pnx_cuk_batchnorm_backward(cudaStream_t s, int sm_count, const float *x, pnx
     rc = launch_check("batch norm backward statistics");
     if (rc || !dx)
         return rc;
-    if (vec4_ok(p, x, dy, dx))
-        bn_backward_apply_kernel<<<row_grid(rows, p / 4), kThreads, 0, s>>>(
-            (const float4 *)x, (const float4 *)dy, (float4 *)dx, rows, d.c, p / 4, coef, acc);
+    const bool vec = vec4_ok(p, x, dy, dx, y_relu);
+    const dim3 grid = row_grid(rows, vec ? p / 4 : p);
+    const float4 *x4 = (const float4 *)x, *y4 = (const float4 *)y_relu;
+    const float4 *dy4 = (const float4 *)dy;
+    float4 *dx4 = (float4 *)dx;
+    if (vec && y_relu)
+        bn_backward_apply_kernel<float4, true>
+            <<<grid, kThreads, 0, s>>>(x4, y4, dy4, dx4, rows, d.c, p / 4, coef, acc);
+    else if (vec)
+        bn_backward_apply_kernel<float4, false>
+            <<<grid, kThreads, 0, s>>>(x4, nullptr, dy4, dx4, rows, d.c, p / 4, coef, acc);
+    else if (y_relu)
+        bn_backward_apply_kernel<float, true>
+            <<<grid, kThreads, 0, s>>>(x, y_relu, dy, dx, rows, d.c, p, coef, acc);
     else
-        bn_backward_apply_kernel<<<row_grid(rows, p), kThreads, 0, s>>>(x, dy, dx, rows, d.c, p,
-                                                                         coef, acc);
-    return launch_check("batch norm backward");
+        bn_backward_apply_kernel<float, false>
+            <<<grid, kThreads, 0, s>>>(x, nullptr, dy, dx, rows, d.c, p, coef, acc);
+    return launch_check(y_relu ? "batch norm + relu backward" : "batch norm backward");
 }
 
 int pnx_cuk_relu_forward(cudaStream_t s, const float *x, float *y, size_t n)
