@@ -26,7 +26,7 @@ extern "C" {
  * be is a CUDA backend whose device, stream and cuDNN state are set up; the
  * caller sets be->act_size to 2. Fails with PNX_EDEVICE, leaving ops as it
  * was, on a GPU older than compute capability 8.0 (no bfloat16 tensor
- * cores, and cuDNN has no bfloat16 convolutions there). */
+ * cores). */
 int pnx_cuda_bf16_install(pnx_backend *be, pnx_backend_ops *ops);
 
 /* The convolutions of backend.h with x, y, dy, dx bfloat16 NHWC and the

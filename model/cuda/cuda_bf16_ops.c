@@ -20,8 +20,7 @@
 #include "model/cuda/bf16_kernels.h"
 #include "model/cuda/cuda_internal.h"
 
-/* bfloat16 tensor cores, and cuDNN's bfloat16 convolutions, start with
- * Ampere (compute capability 8.0). */
+/* bfloat16 tensor cores start with Ampere (compute capability 8.0). */
 #define BF16_MIN_MAJOR 8
 
 /* The ops table's float * for an activation is nominal (backend.h). */
