@@ -23,9 +23,10 @@
  * Algorithms are chosen once per (direction, shape, format) and cached:
  * cuDNN's heuristics by default, measured timings as an option; candidates
  * that are not deterministic (deterministic mode) or need more workspace
- * than the limit are skipped. The math type comes from the chosen algorithm
- * in bfloat16 and when TF32 is allowed, and is CUDNN_FMA_MATH (plain FP32)
- * otherwise. One workspace, grown to the largest chosen algorithm's need,
+ * than the limit are skipped, and one that refuses to run (a "not supported"
+ * or misaligned-pointer status) is dropped for the next. The math type
+ * comes from the chosen algorithm in bfloat16 and when TF32 is allowed, and
+ * is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace, grown to the largest chosen algorithm's need,
  * serves every call. Batches whose tensors would pass 2^31 elements
  * (cuDNN's limit, in elements whatever their size) run in chunks, cut where
  * the pointers keep the 16-byte alignment cuDNN's tensor-core kernels need
@@ -334,17 +335,18 @@ static const char *dir_name(conv_dir dir)
 }
 
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n);
+                                       const candidate *cand, int n, unsigned skip);
 
-/* Finds (or chooses and caches) the algorithm for g in direction dir; leaves
+/* Finds (or chooses and caches) the algorithm for g in direction dir, but
+ * none whose bit is set in skip (then the cache is not consulted); leaves
  * the descriptors set for g with the choice's math type. */
-static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
+static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir, unsigned skip,
                        const algo_choice **out)
 {
     int rc = set_descriptors(st, g);
     if (rc)
         return rc;
-    for (int i = 0; i < st->n_cache; i++) {
+    for (int i = 0; i < st->n_cache && !skip; i++) {
         const algo_choice *e = &st->cache[i];
         if (e->dir == dir && memcmp(&e->g, g, sizeof *g) == 0) {
             CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, e->math), "math type");
@@ -367,7 +369,7 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
     for (int pass = 0; pass < 2 && !found; pass++) {
         if (pass == 1)
             n = list_all_algorithms(dir, g->format, cand);
-        found = first_usable(st, g, dir, cand, n);
+        found = first_usable(st, g, dir, cand, n, skip);
     }
     if (found) {
         *out = found;
@@ -382,13 +384,15 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
                     g->h, g->w, g->k);
 }
 
-/* The first candidate that is allowed and fits, cached; NULL if none. */
+/* The first candidate that is allowed, not skipped and fits, cached; NULL if
+ * none. */
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n)
+                                       const candidate *cand, int n, unsigned skip)
 {
     const int rated_math = st->opt.allow_tf32 || g->format == ACT_BF16_NHWC;
     for (int i = 0; i < n; i++) {
-        if (cand[i].status != CUDNN_STATUS_SUCCESS)
+        if (cand[i].status != CUDNN_STATUS_SUCCESS || cand[i].algo < 0 || cand[i].algo >= 32 ||
+            skip >> cand[i].algo & 1u)
             continue;
         if (st->opt.deterministic && cand[i].determinism != CUDNN_DETERMINISTIC)
             continue;
@@ -413,6 +417,14 @@ static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, 
         return e;
     }
     return NULL;
+}
+
+/* Drops a cache entry (its algorithm failed to run). */
+static void forget_algo(pnx_cudnn_state *st, const algo_choice *e)
+{
+    const ptrdiff_t i = e - st->cache;
+    assert(i >= 0 && i < st->n_cache);
+    st->cache[i] = st->cache[--st->n_cache];
 }
 
 static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
@@ -442,6 +454,28 @@ static size_t aligned_images(size_t per, size_t size)
     while (per * size * q % TENSOR_ALIGN)
         q *= 2;
     return q;
+}
+
+/* One cuDNN call of algorithm a, with the descriptors choose_algo set. */
+static cudnnStatus_t launch(pnx_cudnn_state *st, conv_dir dir, const algo_choice *a, void *x,
+                            void *w, void *y, const float *beta)
+{
+    const float alpha = 1.0f;
+    switch (dir) {
+    case DIR_FORWARD:
+        return cudnnConvolutionForward(st->handle, &alpha, st->xdesc, x, st->wdesc, w, st->cdesc,
+                                       (cudnnConvolutionFwdAlgo_t)a->algo, st->workspace,
+                                       a->workspace, beta, st->ydesc, y);
+    case DIR_BACKWARD_DATA:
+        return cudnnConvolutionBackwardData(st->handle, &alpha, st->wdesc, w, st->ydesc, y,
+                                            st->cdesc, (cudnnConvolutionBwdDataAlgo_t)a->algo,
+                                            st->workspace, a->workspace, beta, st->xdesc, x);
+    case DIR_BACKWARD_FILTER:
+        return cudnnConvolutionBackwardFilter(st->handle, &alpha, st->xdesc, x, st->ydesc, y,
+                                              st->cdesc, (cudnnConvolutionBwdFilterAlgo_t)a->algo,
+                                              st->workspace, a->workspace, beta, st->wdesc, w);
+    }
+    return CUDNN_STATUS_BAD_PARAM;
 }
 
 /* dir = FORWARD:         y = conv(x, w) + beta·y
@@ -475,44 +509,45 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
             chunk -= chunk % q;
     }
     const int chunk_max = (int)chunk;
-    const float one = 1.0f, alpha = 1.0f;
+    const float one = 1.0f;
     for (int n0 = 0; n0 < g.n; n0 += chunk_max) {
         conv_geom part = g;
         part.n = g.n - n0 < chunk_max ? g.n - n0 : chunk_max;
         char *xp = (char *)x + (size_t)n0 * x_per * es, *yp = (char *)y + (size_t)n0 * y_per * es;
         const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 && !dw_f32 ? &one : &beta;
-        const algo_choice *a;
-        int rc = choose_algo(st, &part, dir, &a);
-        if (!rc)
-            rc = ensure_workspace(st, a->workspace);
-        if (rc)
-            return rc;
+        /* An algorithm cuDNN rated usable may still refuse to run (a kernel's
+         * own shape or alignment limits): the next one is tried. */
+        unsigned skip = 0;
         cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
-        switch (dir) {
-        case DIR_FORWARD:
-            s = cudnnConvolutionForward(st->handle, &alpha, st->xdesc, xp, st->wdesc, w,
-                                        st->cdesc, (cudnnConvolutionFwdAlgo_t)a->algo,
-                                        st->workspace, a->workspace, b, st->ydesc, yp);
-            break;
-        case DIR_BACKWARD_DATA:
-            s = cudnnConvolutionBackwardData(st->handle, &alpha, st->wdesc, w, st->ydesc, yp,
-                                             st->cdesc, (cudnnConvolutionBwdDataAlgo_t)a->algo,
-                                             st->workspace, a->workspace, b, st->xdesc, xp);
-            break;
-        case DIR_BACKWARD_FILTER:
-            s = cudnnConvolutionBackwardFilter(st->handle, &alpha, st->xdesc, xp, st->ydesc, yp,
-                                               st->cdesc,
-                                               (cudnnConvolutionBwdFilterAlgo_t)a->algo,
-                                               st->workspace, a->workspace, b, st->wdesc, w);
-            break;
+        int algo = -1;
+        for (;;) {
+            const algo_choice *a;
+            int rc = choose_algo(st, &part, dir, skip, &a);
+            if (rc && skip)
+                return pnx_fail(PNX_EDEVICE,
+                                "cuDNN %s convolution: every algorithm it offered failed to "
+                                "run, the last (%d) with %s", dir_name(dir), algo,
+                                cudnnGetErrorString(s));
+            if (!rc)
+                rc = ensure_workspace(st, a->workspace);
+            if (rc)
+                return rc;
+            algo = a->algo;
+            s = launch(st, dir, a, xp, w, yp, b);
+            if (s == CUDNN_STATUS_SUCCESS ||
+                (CUDNN_STATUS_CATEGORY(s) != CUDNN_STATUS_NOT_SUPPORTED &&
+                 s != CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER))
+                break;
+            skip |= 1u << algo;
+            forget_algo(st, a);
         }
         if (s != CUDNN_STATUS_SUCCESS) {
             char what[96];
-            snprintf(what, sizeof what, "%s convolution (algorithm %d)", dir_name(dir), a->algo);
+            snprintf(what, sizeof what, "%s convolution (algorithm %d)", dir_name(dir), algo);
             return cudnn_fail(s, what);
         }
         if (dw_f32) {
-            rc = pnx_bfk_filter_grad_add(st->stream, w, g.k, g.c, g.r, g.r, dw_f32);
+            int rc = pnx_bfk_filter_grad_add(st->stream, w, g.k, g.c, g.r, g.r, dw_f32);
             if (rc)
                 return rc;
         }
