@@ -15,22 +15,23 @@
  * Two activation formats: float32 NCHW, and for mixed precision bfloat16
  * NHWC (cuDNN's BFLOAT16 configuration: x, y and the filter bfloat16, the
  * filter in its NHWC layout (K,R,S,C), compute type float32, tensor-core
- * math, which needs compute capability 8.0 or newer). The float32
- * master weight is converted to a bfloat16 (K,R,S,C) copy on every call,
- * and cuDNN's bfloat16 filter gradient is added into the float32 one, so no
+ * math, which needs compute capability 8.0 or newer). The float32 master
+ * weight is converted to a bfloat16 (K,R,S,C) copy on every call, and
+ * cuDNN's bfloat16 filter gradient is added into the float32 one, so no
  * weight copy can go stale.
  *
  * Algorithms are chosen once per (direction, shape, format) and cached:
  * cuDNN's heuristics by default, measured timings as an option; candidates
  * that are not deterministic (deterministic mode) or need more workspace
- * than the limit are skipped, and one that refuses to run (a "not supported"
- * or misaligned-pointer status) is dropped for the next. The math type
- * comes from the chosen algorithm in bfloat16 and when TF32 is allowed, and
- * is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace, grown to the largest chosen algorithm's need,
- * serves every call. Batches whose tensors would pass 2^31 elements
- * (cuDNN's limit, in elements whatever their size) run in chunks, cut where
- * the pointers keep the 16-byte alignment cuDNN's tensor-core kernels need
- * (always, unless one image alone nearly reaches the limit).
+ * than the limit are skipped, and one that refuses to run (a "not
+ * supported" or misaligned-pointer status) is dropped for the next. The
+ * math type comes from the chosen algorithm in bfloat16 and when TF32 is
+ * allowed, and is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace,
+ * grown to the largest chosen algorithm's need, serves every call. Batches
+ * whose tensors would pass 2^31 elements (cuDNN's limit, in elements
+ * whatever their size) run in chunks, cut where the pointers keep the
+ * 16-byte alignment cuDNN's tensor-core kernels need (always, unless one
+ * image alone nearly reaches the limit).
  */
 #include <assert.h>
 #include <cudnn.h>
