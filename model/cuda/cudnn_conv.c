@@ -12,34 +12,60 @@
  *                      y = the input (N,Cin,H,W): its forward is cuDNN's
  *                      backward-data and its backward-data cuDNN's forward,
  *                      exactly as PyTorch runs ConvTranspose2d.
- * Algorithms are chosen once per (direction, shape) and cached: cuDNN's
- * heuristics by default, measured timings as an option; candidates that are
- * not deterministic (deterministic mode) or need more workspace than the
- * limit are skipped. The math type comes from the chosen algorithm when TF32
- * is allowed and is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace,
+ * Two activation formats: float32 NCHW, and for mixed precision bfloat16
+ * NHWC (cuDNN's BFLOAT16 configuration: x, y and the filter bfloat16, the
+ * filter in its NHWC layout (K,R,S,C), compute type float32, tensor-core
+ * math, which needs compute capability 8.0 or newer). The float32 master
+ * weight is converted to a bfloat16 (K,R,S,C) copy on every call, and
+ * cuDNN's bfloat16 filter gradient is added into the float32 one, so no
+ * weight copy can go stale.
+ *
+ * Algorithms are chosen once per (direction, shape, format) and cached:
+ * cuDNN's heuristics by default, measured timings as an option; candidates
+ * that are not deterministic (deterministic mode) or need more workspace
+ * than the limit are skipped, and one that refuses to run (a "not
+ * supported" or misaligned-pointer status) is dropped for the next. The
+ * math type comes from the chosen algorithm in bfloat16 and when TF32 is
+ * allowed, and is CUDNN_FMA_MATH (plain FP32) otherwise. One workspace,
  * grown to the largest chosen algorithm's need, serves every call. Batches
- * whose tensors would pass 2^31 elements (cuDNN's limit) run in chunks.
+ * whose tensors would pass 2^31 elements (cuDNN's limit, in elements
+ * whatever their size) run in chunks, cut where the pointers keep the
+ * 16-byte alignment cuDNN's tensor-core kernels need (always, unless one
+ * image alone nearly reaches the limit).
  */
+#include <assert.h>
 #include <cudnn.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "model/cuda/bf16_kernels.h"
+#include "model/cuda/cuda_bf16.h"
 #include "model/cuda/cuda_internal.h"
 
 #define ALGO_CACHE_MAX 512
 #define ALGO_CANDIDATES_MAX 16
 #define CUDNN_MAX_ELEMENTS ((size_t)INT_MAX)
+/* Bytes of alignment cuDNN's tensor-core kernels want of NHWC pointers. */
+#define TENSOR_ALIGN 16
+/* Placement of the bfloat16 filter copies in their buffer. */
+#define FILTER_ALIGN 256
 
 typedef enum conv_dir { DIR_FORWARD = 0, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER } conv_dir;
 
-/* A convolution in cuDNN's terms; y is (n, k, oh, ow). */
+/* The activation format: the tensors' data type and layout. */
+typedef enum act_format { ACT_F32_NCHW = 0, ACT_BF16_NHWC } act_format;
+
+/* A convolution in cuDNN's terms; y is (n, k, oh, ow). Compared with memcmp
+ * as the algorithm cache's key: ints only, no padding. */
 typedef struct conv_geom {
     int n, c, h, w; /* x */
     int k, r;       /* filter (k, c, r, r) */
     int pad, stride;
+    int format;     /* act_format */
 } conv_geom;
 
 typedef struct algo_choice {
@@ -59,6 +85,10 @@ struct pnx_cudnn_state {
     pnx_cuda_options opt;
     void *workspace;
     size_t workspace_bytes;
+    /* bfloat16 (K,R,S,C) copies of one weight and of its gradient, in two
+     * halves of one buffer, grown on demand. */
+    void *filters;
+    size_t filters_bytes;
     algo_choice cache[ALGO_CACHE_MAX];
     int n_cache;
 };
@@ -78,6 +108,18 @@ static int cudnn_fail(cudnnStatus_t s, const char *what)
 static int out_side(int in, int r, int pad, int stride)
 {
     return (in + 2 * pad - r) / stride + 1;
+}
+
+/* a·b·c, or SIZE_MAX when that overflows (a count cuDNN refuses anyway). */
+static size_t count3(int a, int b, int c)
+{
+    const size_t ab = (size_t)a * (size_t)b; /* two ints: no overflow */
+    return ab > SIZE_MAX / (size_t)c ? SIZE_MAX : ab * (size_t)c;
+}
+
+static size_t element_size(const conv_geom *g)
+{
+    return g->format == ACT_BF16_NHWC ? sizeof(pnx_bf16) : sizeof(float);
 }
 
 /* ---- life cycle ----------------------------------------------------------------- */
@@ -116,6 +158,7 @@ void pnx_cudnn_destroy(pnx_cudnn_state *st)
     if (st->handle)
         cudnnDestroy(st->handle);
     cudaFree(st->workspace);
+    cudaFree(st->filters);
     free(st);
 }
 
@@ -150,21 +193,24 @@ int pnx_cudnn_create(pnx_cudnn_state **out, cudaStream_t stream, const pnx_cuda_
 
 /* ---- descriptors and algorithm choice -------------------------------------------- */
 
+/* Sizes are given as (n, c, h, w) whatever the layout; the format says how
+ * they lie in memory, for the filter too (NHWC: (K,R,S,C)). The compute
+ * type is float32 in both formats: bfloat16 products summed in float32. */
 static int set_descriptors(pnx_cudnn_state *st, const conv_geom *g)
 {
+    const int bf16 = g->format == ACT_BF16_NHWC;
+    const cudnnDataType_t type = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    const cudnnTensorFormat_t layout = bf16 ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     const int oh = out_side(g->h, g->r, g->pad, g->stride);
     const int ow = out_side(g->w, g->r, g->pad, g->stride);
-    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->xdesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->n,
-                                         g->c, g->h, g->w),
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->xdesc, layout, type, g->n, g->c, g->h, g->w),
               "input descriptor");
-    CUDNN_TRY(cudnnSetFilter4dDescriptor(st->wdesc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g->k,
-                                         g->c, g->r, g->r),
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(st->wdesc, type, layout, g->k, g->c, g->r, g->r),
               "filter descriptor");
     CUDNN_TRY(cudnnSetConvolution2dDescriptor(st->cdesc, g->pad, g->pad, g->stride, g->stride, 1,
                                               1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
               "convolution descriptor");
-    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->ydesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->n,
-                                         g->k, oh, ow),
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(st->ydesc, layout, type, g->n, g->k, oh, ow),
               "output descriptor");
     return 0;
 }
@@ -238,22 +284,29 @@ static int list_candidates(pnx_cudnn_state *st, conv_dir dir, candidate *out, in
 }
 
 /* Every algorithm of a direction in enum order, for when the search offered
- * none that fits: the workspace query then decides what runs. */
-static int list_all_algorithms(conv_dir dir, candidate *out)
+ * none that fits: the workspace query then decides what runs. In bfloat16
+ * each is offered with tensor-core math, then, for the shapes no tensor-core
+ * kernel takes, with plain FMA math. */
+static int list_all_algorithms(conv_dir dir, int format, candidate *out)
 {
-    int n = dir == DIR_FORWARD         ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
-            : dir == DIR_BACKWARD_DATA ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
-                                       : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
-    if (n > ALGO_CANDIDATES_MAX)
-        n = ALGO_CANDIDATES_MAX;
-    for (int i = 0; i < n; i++) {
-        int racy = (dir == DIR_BACKWARD_DATA && i == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0) ||
-                   (dir == DIR_BACKWARD_FILTER && (i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ||
-                                                   i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3));
-        out[i] = (candidate){i, CUDNN_STATUS_SUCCESS,
-                             racy ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC,
-                             CUDNN_FMA_MATH};
-    }
+    const int per = dir == DIR_FORWARD         ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
+                    : dir == DIR_BACKWARD_DATA ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
+                                               : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    const cudnnMathType_t bf16_maths[] = {CUDNN_TENSOR_OP_MATH, CUDNN_FMA_MATH};
+    const cudnnMathType_t f32_maths[] = {CUDNN_FMA_MATH};
+    const int bf16 = format == ACT_BF16_NHWC;
+    const cudnnMathType_t *maths = bf16 ? bf16_maths : f32_maths;
+    const int n_maths = bf16 ? 2 : 1;
+    int n = 0;
+    for (int m = 0; m < n_maths; m++)
+        for (int i = 0; i < per && n < ALGO_CANDIDATES_MAX; i++) {
+            int racy = (dir == DIR_BACKWARD_DATA && i == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0) ||
+                       (dir == DIR_BACKWARD_FILTER && (i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ||
+                                                       i == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3));
+            out[n++] = (candidate){i, CUDNN_STATUS_SUCCESS,
+                                   racy ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC,
+                                   maths[m]};
+        }
     return n;
 }
 
@@ -283,17 +336,18 @@ static const char *dir_name(conv_dir dir)
 }
 
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n);
+                                       const candidate *cand, int n, unsigned skip);
 
-/* Finds (or chooses and caches) the algorithm for g in direction dir; leaves
+/* Finds (or chooses and caches) the algorithm for g in direction dir, but
+ * none whose bit is set in skip (then the cache is not consulted); leaves
  * the descriptors set for g with the choice's math type. */
-static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
+static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir, unsigned skip,
                        const algo_choice **out)
 {
     int rc = set_descriptors(st, g);
     if (rc)
         return rc;
-    for (int i = 0; i < st->n_cache; i++) {
+    for (int i = 0; i < st->n_cache && !skip; i++) {
         const algo_choice *e = &st->cache[i];
         if (e->dir == dir && memcmp(&e->g, g, sizeof *g) == 0) {
             CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, e->math), "math type");
@@ -301,9 +355,12 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
             return 0;
         }
     }
-    const int tf32 = st->opt.allow_tf32;
-    CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
-              "math type");
+    /* The math type the search rates candidates under: bfloat16 is meant
+     * for tensor cores; float32 uses them (as TF32) only when allowed. */
+    const cudnnMathType_t search_math = g->format == ACT_BF16_NHWC ? CUDNN_TENSOR_OP_MATH
+                                        : st->opt.allow_tf32       ? CUDNN_DEFAULT_MATH
+                                                                   : CUDNN_FMA_MATH;
+    CUDNN_TRY(cudnnSetConvolutionMathType(st->cdesc, search_math), "math type");
     candidate cand[ALGO_CANDIDATES_MAX];
     int n = 0;
     /* A failed search is not final: every algorithm is tried next. */
@@ -312,8 +369,8 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
     const algo_choice *found = NULL;
     for (int pass = 0; pass < 2 && !found; pass++) {
         if (pass == 1)
-            n = list_all_algorithms(dir, cand);
-        found = first_usable(st, g, dir, cand, n);
+            n = list_all_algorithms(dir, g->format, cand);
+        found = first_usable(st, g, dir, cand, n, skip);
     }
     if (found) {
         *out = found;
@@ -321,25 +378,29 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
     }
     return pnx_fail(PNX_EDEVICE,
                     "cuDNN offers no %s%s algorithm within the %.0f MiB workspace limit for a "
-                    "%dx%d convolution of a (%d,%d,%d,%d) tensor to %d channels",
+                    "%dx%d convolution of a %s (%d,%d,%d,%d) tensor to %d channels",
                     st->opt.deterministic ? "deterministic " : "", dir_name(dir),
-                    (double)st->opt.workspace_limit / (1 << 20), g->r, g->r, g->n, g->c, g->h,
-                    g->w, g->k);
+                    (double)st->opt.workspace_limit / (1 << 20), g->r, g->r,
+                    g->format == ACT_BF16_NHWC ? "bfloat16 NHWC" : "float32 NCHW", g->n, g->c,
+                    g->h, g->w, g->k);
 }
 
-/* The first candidate that is allowed and fits, cached; NULL if none. */
+/* The first candidate that is allowed, not skipped and fits, cached; NULL if
+ * none. */
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n)
+                                       const candidate *cand, int n, unsigned skip)
 {
-    const int tf32 = st->opt.allow_tf32;
+    const int rated_math = st->opt.allow_tf32 || g->format == ACT_BF16_NHWC;
     for (int i = 0; i < n; i++) {
-        if (cand[i].status != CUDNN_STATUS_SUCCESS)
+        if (cand[i].status != CUDNN_STATUS_SUCCESS || cand[i].algo < 0 || cand[i].algo >= 32 ||
+            skip >> cand[i].algo & 1u)
             continue;
         if (st->opt.deterministic && cand[i].determinism != CUDNN_DETERMINISTIC)
             continue;
-        /* Without TF32 the plain FP32 kernels only; with it, the math type
-         * the algorithm was rated with, else cuDNN may run a slower one. */
-        cudnnMathType_t math = tf32 ? cand[i].math : CUDNN_FMA_MATH;
+        /* FP32 without TF32: the plain FP32 kernels only. Otherwise the math
+         * type the algorithm was rated with, else cuDNN may run a slower
+         * kernel than the one it rated. */
+        cudnnMathType_t math = rated_math ? cand[i].math : CUDNN_FMA_MATH;
         if (cudnnSetConvolutionMathType(st->cdesc, math) != CUDNN_STATUS_SUCCESS)
             continue;
         size_t bytes = 0;
@@ -357,6 +418,14 @@ static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, 
         return e;
     }
     return NULL;
+}
+
+/* Drops a cache entry (its algorithm failed to run). */
+static void forget_algo(pnx_cudnn_state *st, const algo_choice *e)
+{
+    const ptrdiff_t i = e - st->cache;
+    assert(i >= 0 && i < st->n_cache);
+    st->cache[i] = st->cache[--st->n_cache];
 }
 
 static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
@@ -378,63 +447,116 @@ static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
 
 /* ---- running one convolution -------------------------------------------------------- */
 
+/* The fewest images whose tensors of per elements of size bytes fill whole
+ * TENSOR_ALIGN-byte units: a chunk of a multiple of them starts aligned. */
+static size_t aligned_images(size_t per, size_t size)
+{
+    size_t q = 1;
+    while (per * size * q % TENSOR_ALIGN)
+        q *= 2;
+    return q;
+}
+
+/* One cuDNN call of algorithm a, with the descriptors choose_algo set. */
+static cudnnStatus_t launch(pnx_cudnn_state *st, conv_dir dir, const algo_choice *a, void *x,
+                            void *w, void *y, const float *beta)
+{
+    const float alpha = 1.0f;
+    switch (dir) {
+    case DIR_FORWARD:
+        return cudnnConvolutionForward(st->handle, &alpha, st->xdesc, x, st->wdesc, w, st->cdesc,
+                                       (cudnnConvolutionFwdAlgo_t)a->algo, st->workspace,
+                                       a->workspace, beta, st->ydesc, y);
+    case DIR_BACKWARD_DATA:
+        return cudnnConvolutionBackwardData(st->handle, &alpha, st->wdesc, w, st->ydesc, y,
+                                            st->cdesc, (cudnnConvolutionBwdDataAlgo_t)a->algo,
+                                            st->workspace, a->workspace, beta, st->xdesc, x);
+    case DIR_BACKWARD_FILTER:
+        return cudnnConvolutionBackwardFilter(st->handle, &alpha, st->xdesc, x, st->ydesc, y,
+                                              st->cdesc, (cudnnConvolutionBwdFilterAlgo_t)a->algo,
+                                              st->workspace, a->workspace, beta, st->wdesc, w);
+    }
+    return CUDNN_STATUS_BAD_PARAM;
+}
+
 /* dir = FORWARD:         y = conv(x, w) + beta·y
  *       BACKWARD_DATA:   x = conv_backward_data(w, y) + beta·x
  *       BACKWARD_FILTER: w = conv_backward_filter(x, y) + beta·w
  * with the batch cut into chunks that keep every tensor under cuDNN's
- * element limit (the filter gradient then accumulates chunk after chunk). */
-static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, float *x, float *w, float *y,
-                    float beta)
+ * element limit. The filter gradient then accumulates chunk after chunk:
+ * in w itself, or, when dw_f32 is given (bfloat16), in the float32 dw_f32
+ * (K,C,R,R), to which each chunk's bfloat16 gradient in w is added. */
+static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w, void *y,
+                    float beta, float *dw_f32)
 {
+    assert(!dw_f32 || dir == DIR_BACKWARD_FILTER);
     pnx_cudnn_state *st = cuda_of(be)->conv;
     const int oh = out_side(g.h, g.r, g.pad, g.stride), ow = out_side(g.w, g.r, g.pad, g.stride);
-    const size_t x_per = (size_t)g.c * g.h * g.w, y_per = (size_t)g.k * oh * ow;
+    const size_t x_per = count3(g.c, g.h, g.w), y_per = count3(g.k, oh, ow);
     const size_t per = x_per > y_per ? x_per : y_per;
     if (per > CUDNN_MAX_ELEMENTS)
         return pnx_fail(PNX_ERANGE,
                         "one image's tensor (%zu elements) passes cuDNN's limit of 2^31",
                         per);
-    const int chunk_max = (int)(CUDNN_MAX_ELEMENTS / per < (size_t)g.n ? CUDNN_MAX_ELEMENTS / per
-                                                                       : (size_t)g.n);
-    const float one = 1.0f, alpha = 1.0f;
+    const size_t es = element_size(&g);
+    size_t chunk = CUDNN_MAX_ELEMENTS / per;
+    if (chunk >= (size_t)g.n) {
+        chunk = (size_t)g.n;
+    } else {
+        /* Both counts are powers of two: the larger is a multiple of both. */
+        const size_t qx = aligned_images(x_per, es), qy = aligned_images(y_per, es);
+        const size_t q = qx > qy ? qx : qy;
+        if (chunk >= q)
+            chunk -= chunk % q;
+    }
+    const int chunk_max = (int)chunk;
+    const float one = 1.0f;
     for (int n0 = 0; n0 < g.n; n0 += chunk_max) {
         conv_geom part = g;
         part.n = g.n - n0 < chunk_max ? g.n - n0 : chunk_max;
-        float *xp = x + (size_t)n0 * x_per, *yp = y + (size_t)n0 * y_per;
-        const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 ? &one : &beta;
-        const algo_choice *a;
-        int rc = choose_algo(st, &part, dir, &a);
-        if (!rc)
-            rc = ensure_workspace(st, a->workspace);
-        if (rc)
-            return rc;
+        char *xp = (char *)x + (size_t)n0 * x_per * es, *yp = (char *)y + (size_t)n0 * y_per * es;
+        const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 && !dw_f32 ? &one : &beta;
+        /* An algorithm cuDNN rated usable may still refuse to run (a kernel's
+         * own shape or alignment limits): the next one is tried. */
+        unsigned skip = 0;
         cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
-        switch (dir) {
-        case DIR_FORWARD:
-            s = cudnnConvolutionForward(st->handle, &alpha, st->xdesc, xp, st->wdesc, w,
-                                        st->cdesc, (cudnnConvolutionFwdAlgo_t)a->algo,
-                                        st->workspace, a->workspace, b, st->ydesc, yp);
-            break;
-        case DIR_BACKWARD_DATA:
-            s = cudnnConvolutionBackwardData(st->handle, &alpha, st->wdesc, w, st->ydesc, yp,
-                                             st->cdesc, (cudnnConvolutionBwdDataAlgo_t)a->algo,
-                                             st->workspace, a->workspace, b, st->xdesc, xp);
-            break;
-        case DIR_BACKWARD_FILTER:
-            s = cudnnConvolutionBackwardFilter(st->handle, &alpha, st->xdesc, xp, st->ydesc, yp,
-                                               st->cdesc,
-                                               (cudnnConvolutionBwdFilterAlgo_t)a->algo,
-                                               st->workspace, a->workspace, b, st->wdesc, w);
-            break;
+        int algo = -1;
+        for (;;) {
+            const algo_choice *a;
+            int rc = choose_algo(st, &part, dir, skip, &a);
+            if (rc && skip)
+                return pnx_fail(PNX_EDEVICE,
+                                "cuDNN %s convolution: every algorithm it offered failed to "
+                                "run, the last (%d) with %s", dir_name(dir), algo,
+                                cudnnGetErrorString(s));
+            if (!rc)
+                rc = ensure_workspace(st, a->workspace);
+            if (rc)
+                return rc;
+            algo = a->algo;
+            s = launch(st, dir, a, xp, w, yp, b);
+            if (s == CUDNN_STATUS_SUCCESS ||
+                (CUDNN_STATUS_CATEGORY(s) != CUDNN_STATUS_NOT_SUPPORTED &&
+                 s != CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER))
+                break;
+            skip |= 1u << algo;
+            forget_algo(st, a);
         }
         if (s != CUDNN_STATUS_SUCCESS) {
             char what[96];
-            snprintf(what, sizeof what, "%s convolution (algorithm %d)", dir_name(dir), a->algo);
+            snprintf(what, sizeof what, "%s convolution (algorithm %d)", dir_name(dir), algo);
             return cudnn_fail(s, what);
+        }
+        if (dw_f32) {
+            int rc = pnx_bfk_filter_grad_add(st->stream, w, g.k, g.c, g.r, g.r, dw_f32);
+            if (rc)
+                return rc;
         }
     }
     return 0;
 }
+
+/* ---- the ops, in both formats ----------------------------------------------------- */
 
 static int check_dims(pnx_dims xd, int cout)
 {
@@ -444,116 +566,278 @@ static int check_dims(pnx_dims xd, int cout)
     return 0;
 }
 
-static int bias_grad(pnx_backend *be, const float *dy, int n, int c, size_t p, float *db)
-{
-    cuda_impl *ci = cuda_of(be);
-    void *scratch;
-    int rc = pnx_cuda_scratch(be, pnx_cuk_channel_scratch(ci->sm_count, n, c, p), &scratch);
-    if (!rc)
-        rc = pnx_cuk_bias_grad(ci->stream, ci->sm_count, dy, n, c, p, db, scratch);
-    return rc;
-}
-
 /* cuDNN takes non-const pointers for its inputs too; it does not write them. */
-static float *unconst(const float *p)
+static void *unconst(const void *p)
 {
     union {
-        const float *c;
-        float *m;
+        const void *c;
+        void *m;
     } u = {.c = p};
     return u.m;
 }
 
-static int conv_forward(pnx_backend *be, int r, int pad, const float *x, pnx_dims xd,
-                        const float *w, const float *bias, int cout, float *y)
+/* Room for the bfloat16 copies of a weight of count elements and of its
+ * gradient. Growing waits for queued work (cudaFree does), so no kernel
+ * still reads the old copies. */
+static int filter_buffers(pnx_cudnn_state *st, size_t count, pnx_bf16 **w, pnx_bf16 **dw)
+{
+    if (count > SIZE_MAX / 4 / sizeof(pnx_bf16))
+        return pnx_fail(PNX_ERANGE, "a convolution weight of %zu elements is too large", count);
+    const size_t half =
+        (count * sizeof(pnx_bf16) + FILTER_ALIGN - 1) / FILTER_ALIGN * FILTER_ALIGN;
+    if (2 * half > st->filters_bytes) {
+        cudaFree(st->filters);
+        st->filters = NULL;
+        st->filters_bytes = 0;
+        cudaError_t err = cudaMalloc(&st->filters, 2 * half);
+        if (err != cudaSuccess) {
+            st->filters = NULL;
+            return pnx_cuda_fail(err, "bfloat16 copies of a convolution weight");
+        }
+        st->filters_bytes = 2 * half;
+    }
+    *w = (pnx_bf16 *)st->filters;
+    *dw = (pnx_bf16 *)((char *)st->filters + half);
+    return 0;
+}
+
+/* The filter cuDNN reads for g: the float32 weight w (K,C,R,R) itself, or
+ * its bfloat16 (K,R,R,C) copy, made now in wb. */
+static int filter_operand(pnx_cudnn_state *st, const conv_geom *g, const float *w, pnx_bf16 *wb,
+                          void **out)
+{
+    if (g->format == ACT_F32_NCHW) {
+        *out = unconst(w);
+        return 0;
+    }
+    *out = wb;
+    return pnx_bfk_filter_to_krsc(st->stream, w, g->k, g->c, g->r, g->r, wb);
+}
+
+/* dw (K,C,R,R) float32 += the filter gradient of g from its tensors gx, gy
+ * (bfloat16: through dwb). */
+static int filter_grad(pnx_backend *be, const conv_geom *g, const void *gx, const void *gy,
+                       float *dw, pnx_bf16 *dwb)
+{
+    if (g->format == ACT_F32_NCHW)
+        return run_conv(be, *g, DIR_BACKWARD_FILTER, unconst(gx), dw, unconst(gy), 1.0f, NULL);
+    return run_conv(be, *g, DIR_BACKWARD_FILTER, unconst(gx), dwb, unconst(gy), 0.0f, dw);
+}
+
+/* y (n images of p pixels, c channels) += bias (c). */
+static int add_bias(pnx_backend *be, int format, void *y, const float *bias, int n, int c,
+                    size_t p)
+{
+    cudaStream_t s = cuda_of(be)->stream;
+    if (format == ACT_F32_NCHW)
+        return pnx_cuk_add_bias(s, y, bias, n, c, p);
+    return bias ? pnx_bfk_add_bias(s, y, bias, (size_t)n * p, c) : 0;
+}
+
+/* db (c) += the sum of dy (n images of p pixels, c channels) per channel. */
+static int bias_grad(pnx_backend *be, int format, const void *dy, int n, int c, size_t p,
+                     float *db)
+{
+    cuda_impl *ci = cuda_of(be);
+    const size_t pixels = (size_t)n * p;
+    const int bf16 = format == ACT_BF16_NHWC;
+    void *scratch;
+    int rc = pnx_cuda_scratch(be,
+                              bf16 ? pnx_bfk_channel_scratch(pixels, c)
+                                   : pnx_cuk_channel_scratch(ci->sm_count, n, c, p),
+                              &scratch);
+    if (rc)
+        return rc;
+    return bf16 ? pnx_bfk_bias_grad(ci->stream, dy, pixels, c, db, scratch)
+                : pnx_cuk_bias_grad(ci->stream, ci->sm_count, dy, n, c, p, db, scratch);
+}
+
+/* The bfloat16 filter copies a weight of g's shape needs (none in float32). */
+static int filter_room(pnx_backend *be, const conv_geom *g, pnx_bf16 **wb, pnx_bf16 **dwb)
+{
+    *wb = *dwb = NULL;
+    if (g->format == ACT_F32_NCHW)
+        return 0;
+    return filter_buffers(cuda_of(be)->conv, count3(g->k, g->c, g->r * g->r), wb, dwb);
+}
+
+static int conv_forward(pnx_backend *be, int format, int r, int pad, const void *x, pnx_dims xd,
+                        const float *w, const float *bias, int cout, void *y)
 {
     int rc = check_dims(xd, cout);
     if (rc)
         return rc;
-    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1};
-    rc = run_conv(be, g, DIR_FORWARD, unconst(x), unconst(w), y, 0.0f);
+    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1, format};
+    pnx_bf16 *wb, *dwb;
+    void *wk = NULL;
+    rc = filter_room(be, &g, &wb, &dwb);
     if (!rc)
-        rc = pnx_cuk_add_bias(cuda_of(be)->stream, y, bias, xd.n, cout, (size_t)xd.h * xd.w);
+        rc = filter_operand(cuda_of(be)->conv, &g, w, wb, &wk);
+    if (!rc)
+        rc = run_conv(be, g, DIR_FORWARD, unconst(x), wk, y, 0.0f, NULL);
+    if (!rc)
+        rc = add_bias(be, format, y, bias, xd.n, cout, (size_t)xd.h * xd.w);
     return rc;
 }
 
-static int conv_backward(pnx_backend *be, int r, int pad, const float *x, pnx_dims xd,
-                         const float *w, int cout, const float *dy, float *dx, int acc,
-                         float *dw, float *db)
+static int conv_backward(pnx_backend *be, int format, int r, int pad, const void *x,
+                         pnx_dims xd, const float *w, int cout, const void *dy, void *dx,
+                         int acc, float *dw, float *db)
 {
     int rc = check_dims(xd, cout);
     if (rc)
         return rc;
-    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1};
-    if (dx)
-        rc = run_conv(be, g, DIR_BACKWARD_DATA, dx, unconst(w), unconst(dy), acc ? 1.0f : 0.0f);
+    conv_geom g = {xd.n, xd.c, xd.h, xd.w, cout, r, pad, 1, format};
+    pnx_bf16 *wb, *dwb;
+    rc = filter_room(be, &g, &wb, &dwb);
+    if (!rc && dx) {
+        void *wk = NULL;
+        rc = filter_operand(cuda_of(be)->conv, &g, w, wb, &wk);
+        if (!rc)
+            rc = run_conv(be, g, DIR_BACKWARD_DATA, dx, wk, unconst(dy), acc ? 1.0f : 0.0f,
+                          NULL);
+    }
     if (!rc)
-        rc = run_conv(be, g, DIR_BACKWARD_FILTER, unconst(x), dw, unconst(dy), 1.0f);
+        rc = filter_grad(be, &g, x, dy, dw, dwb);
     if (!rc)
-        rc = bias_grad(be, dy, xd.n, cout, (size_t)xd.h * xd.w, db);
+        rc = bias_grad(be, format, dy, xd.n, cout, (size_t)xd.h * xd.w, db);
     return rc;
 }
+
+/* The transposed conv as the convolution "(N,Cout,2H,2W) * (Cin,Cout,2,2),
+ * stride 2 → (N,Cin,H,W)" run backwards; in NHWC the filter is (Cin,2,2,Cout). */
+static int upconv_geom(pnx_dims xd, int cout, int format, conv_geom *g)
+{
+    int rc = check_dims(xd, cout);
+    if (rc)
+        return rc;
+    if (xd.h > INT_MAX / 2 || xd.w > INT_MAX / 2)
+        return pnx_fail(PNX_ERANGE, "transposed convolution of a %dx%d image: too large", xd.w,
+                        xd.h);
+    *g = (conv_geom){xd.n, cout, 2 * xd.h, 2 * xd.w, xd.c, 2, 0, 2, format};
+    return 0;
+}
+
+static int upconv_forward(pnx_backend *be, int format, const void *x, pnx_dims xd,
+                          const float *w, const float *bias, int cout, void *y)
+{
+    conv_geom g;
+    int rc = upconv_geom(xd, cout, format, &g);
+    if (rc)
+        return rc;
+    pnx_bf16 *wb, *dwb;
+    void *wk = NULL;
+    rc = filter_room(be, &g, &wb, &dwb);
+    if (!rc)
+        rc = filter_operand(cuda_of(be)->conv, &g, w, wb, &wk);
+    if (!rc)
+        rc = run_conv(be, g, DIR_BACKWARD_DATA, y, wk, unconst(x), 0.0f, NULL);
+    if (!rc)
+        rc = add_bias(be, format, y, bias, xd.n, cout, (size_t)4 * xd.h * xd.w);
+    return rc;
+}
+
+static int upconv_backward(pnx_backend *be, int format, const void *x, pnx_dims xd,
+                           const float *w, int cout, const void *dy, void *dx, int acc,
+                           float *dw, float *db)
+{
+    conv_geom g;
+    int rc = upconv_geom(xd, cout, format, &g);
+    if (rc)
+        return rc;
+    pnx_bf16 *wb, *dwb;
+    rc = filter_room(be, &g, &wb, &dwb);
+    if (!rc && dx) {
+        void *wk = NULL;
+        rc = filter_operand(cuda_of(be)->conv, &g, w, wb, &wk);
+        if (!rc)
+            rc = run_conv(be, g, DIR_FORWARD, unconst(dy), wk, dx, acc ? 1.0f : 0.0f, NULL);
+    }
+    if (!rc)
+        rc = filter_grad(be, &g, dy, x, dw, dwb);
+    if (!rc)
+        rc = bias_grad(be, format, dy, xd.n, cout, (size_t)4 * xd.h * xd.w, db);
+    return rc;
+}
+
+/* ---- entry points: float32 NCHW ------------------------------------------------------ */
 
 int pnx_cudnn_conv3x3_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                               const float *bias, int cout, float *y)
 {
-    return conv_forward(be, 3, 1, x, xd, w, bias, cout, y);
+    return conv_forward(be, ACT_F32_NCHW, 3, 1, x, xd, w, bias, cout, y);
 }
 
 int pnx_cudnn_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                                int cout, const float *dy, float *dx, int acc, float *dw,
                                float *db)
 {
-    return conv_backward(be, 3, 1, x, xd, w, cout, dy, dx, acc, dw, db);
+    return conv_backward(be, ACT_F32_NCHW, 3, 1, x, xd, w, cout, dy, dx, acc, dw, db);
 }
 
 int pnx_cudnn_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                               const float *bias, int cout, float *y)
 {
-    return conv_forward(be, 1, 0, x, xd, w, bias, cout, y);
+    return conv_forward(be, ACT_F32_NCHW, 1, 0, x, xd, w, bias, cout, y);
 }
 
 int pnx_cudnn_conv1x1_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                                int cout, const float *dy, float *dx, int acc, float *dw,
                                float *db)
 {
-    return conv_backward(be, 1, 0, x, xd, w, cout, dy, dx, acc, dw, db);
-}
-
-/* The transposed conv as the convolution "(N,Cout,2H,2W) * (Cin,Cout,2,2),
- * stride 2 → (N,Cin,H,W)" run backwards. */
-static conv_geom upconv_geom(pnx_dims xd, int cout)
-{
-    conv_geom g = {xd.n, cout, 2 * xd.h, 2 * xd.w, xd.c, 2, 0, 2};
-    return g;
+    return conv_backward(be, ACT_F32_NCHW, 1, 0, x, xd, w, cout, dy, dx, acc, dw, db);
 }
 
 int pnx_cudnn_upconv2x2_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                                 const float *bias, int cout, float *y)
 {
-    int rc = check_dims(xd, cout);
-    if (rc)
-        return rc;
-    rc = run_conv(be, upconv_geom(xd, cout), DIR_BACKWARD_DATA, y, unconst(w), unconst(x), 0.0f);
-    if (!rc)
-        rc = pnx_cuk_add_bias(cuda_of(be)->stream, y, bias, xd.n, cout,
-                              (size_t)4 * xd.h * xd.w);
-    return rc;
+    return upconv_forward(be, ACT_F32_NCHW, x, xd, w, bias, cout, y);
 }
 
 int pnx_cudnn_upconv2x2_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
                                  int cout, const float *dy, float *dx, int acc, float *dw,
                                  float *db)
 {
-    int rc = check_dims(xd, cout);
-    if (rc)
-        return rc;
-    conv_geom g = upconv_geom(xd, cout);
-    if (dx)
-        rc = run_conv(be, g, DIR_FORWARD, unconst(dy), unconst(w), dx, acc ? 1.0f : 0.0f);
-    if (!rc)
-        rc = run_conv(be, g, DIR_BACKWARD_FILTER, unconst(dy), dw, unconst(x), 1.0f);
-    if (!rc)
-        rc = bias_grad(be, dy, xd.n, cout, (size_t)4 * xd.h * xd.w, db);
-    return rc;
+    return upconv_backward(be, ACT_F32_NCHW, x, xd, w, cout, dy, dx, acc, dw, db);
+}
+
+/* ---- entry points: bfloat16 NHWC (float * is nominal: see backend.h) ----------------- */
+
+int pnx_cudnn_bf16_conv3x3_forward(pnx_backend *be, const float *x, pnx_dims xd,
+                                   const float *w, const float *bias, int cout, float *y)
+{
+    return conv_forward(be, ACT_BF16_NHWC, 3, 1, x, xd, w, bias, cout, y);
+}
+
+int pnx_cudnn_bf16_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd,
+                                    const float *w, int cout, const float *dy, float *dx,
+                                    int acc, float *dw, float *db)
+{
+    return conv_backward(be, ACT_BF16_NHWC, 3, 1, x, xd, w, cout, dy, dx, acc, dw, db);
+}
+
+int pnx_cudnn_bf16_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd,
+                                   const float *w, const float *bias, int cout, float *y)
+{
+    return conv_forward(be, ACT_BF16_NHWC, 1, 0, x, xd, w, bias, cout, y);
+}
+
+int pnx_cudnn_bf16_conv1x1_backward(pnx_backend *be, const float *x, pnx_dims xd,
+                                    const float *w, int cout, const float *dy, float *dx,
+                                    int acc, float *dw, float *db)
+{
+    return conv_backward(be, ACT_BF16_NHWC, 1, 0, x, xd, w, cout, dy, dx, acc, dw, db);
+}
+
+int pnx_cudnn_bf16_upconv2x2_forward(pnx_backend *be, const float *x, pnx_dims xd,
+                                     const float *w, const float *bias, int cout, float *y)
+{
+    return upconv_forward(be, ACT_BF16_NHWC, x, xd, w, bias, cout, y);
+}
+
+int pnx_cudnn_bf16_upconv2x2_backward(pnx_backend *be, const float *x, pnx_dims xd,
+                                      const float *w, int cout, const float *dy, float *dx,
+                                      int acc, float *dw, float *db)
+{
+    return upconv_backward(be, ACT_BF16_NHWC, x, xd, w, cout, dy, dx, acc, dw, db);
 }

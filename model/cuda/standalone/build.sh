@@ -70,6 +70,7 @@ for src in common/error.c common/rng.c common/fileio.c common/safetensors.c \
            common/safetensors_json.c common/safetensors_read.c common/safetensors_write.c \
            model/ops_ref.c model/backend_ref.c model/unet.c model/unet_plan.c \
            model/unet_state.c model/checkpoint.c \
+           model/cuda/cuda_bf16_ops.c \
            model/cuda/cuda_backend.c model/cuda/cudnn_conv.c; do
     o=$out/obj/$(echo "$src" | tr / _).o
     $cc $cflags -c "$root/$src" -o "$o"
