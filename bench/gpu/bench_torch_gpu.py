@@ -9,7 +9,8 @@ the GPU, timed as bench_gpu.c times pneumoseg, one output line per run:
 precision: fp32 (TF32 off), tf32 (cuDNN and matmul TF32 on), amp_bf16
 (torch.autocast to bfloat16, which needs no loss scaling); amp_bf16 runs the
 model and input channels_last (NHWC), as tensor cores prefer, and fp32/tf32
-run PyTorch's default NCHW. --serve reads runs from standard input, one
+run PyTorch's default NCHW. Each step copies its batch from (pinned) host
+memory, as pneumoseg's steps copy theirs. --serve reads runs from standard input, one
 line "MODE SIZE PRECISION BATCH" each (pneumoseg's precision names: fp32,
 tf32, bf16), and answers each with exactly one line as soon as it is done,
 so run.sh starts PyTorch once and interleaves its runs with pneumoseg's; a
@@ -52,14 +53,20 @@ def run_once(dev, mode, precision, base, size, batch, iters, seconds, warmup, cu
     fmt = torch.channels_last if amp else torch.contiguous_format
     torch.manual_seed(1)
     model = SeedUNet(base).to(dev).to(memory_format=fmt)
-    x = torch.randn(batch, 1, size, size, device=dev).to(memory_format=fmt)
-    t = (torch.rand(batch, 1, size, size, device=dev) < 0.1).float()
+    # The batch comes from host memory every step, as pneumoseg's does (its
+    # API takes host arrays); pinned, as DataLoader(pin_memory=True) gives.
+    x_host = torch.randn(batch, 1, size, size)
+    t_host = (torch.rand(batch, 1, size, size) < 0.1).float()
+    if dev.type == "cuda":
+        x_host, t_host = x_host.pin_memory(), t_host.pin_memory()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train = mode == "train"
     model.train(train)
 
     def step():
+        x = x_host.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         if train:
+            t = t_host.to(dev, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
