@@ -150,6 +150,9 @@ def parse_job(text):
 
 
 def serve(dev, a):
+    # The CUDA context from the start, so the memory pneumoseg's runs find
+    # free does not change after the first request.
+    torch.zeros(1, device=dev)
     while True:
         text = sys.stdin.readline()
         if not text:
