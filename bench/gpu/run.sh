@@ -52,13 +52,20 @@ torch_device=cuda torch_bench=
 . "$build/env.sh"
 
 echo "== versions"
+# The first run also says why there is no GPU, if there is none (exit 77).
+probe=0
+"$build/bench_gpu" --backend "$backend" --mode infer --base 4 --size 32 --batch 1 \
+    --iters 1 --seconds 0 --warmup 0 >/dev/null || probe=$?
+if [ "$probe" = 77 ]; then
+    echo "run.sh: this benchmark needs a GPU (BACKEND=reference checks the script without one)" >&2
+    exit 1
+fi
+[ "$probe" = 0 ] || echo "bench_gpu failed at 32², batch 1 (exit $probe)"
 if [ "$backend" = cuda ]; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version | tail -n 1
 fi
 "$python" "$here/bench_torch_gpu.py" --versions --device "$torch_device"
-"$build/bench_gpu" --backend "$backend" --mode infer --base 4 --size 32 --batch 1 \
-    --iters 1 --seconds 0 --warmup 0 >/dev/null || echo "bench_gpu failed at 32², batch 1"
 echo "pneumoseg $(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)," \
      "sizes: $sizes; precisions: $precisions; modes: $modes; base $base;" \
      "batch cap $max_batch; algorithms: $algo"
