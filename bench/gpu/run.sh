@@ -1,49 +1,142 @@
 #!/bin/sh
-# bench/gpu/run.sh — the U-Net on the GPU, pneumoseg against PyTorch on the
-# same card in the same run.
+# bench/gpu/run.sh — the seed's U-Net on the GPU, pneumoseg against PyTorch
+# on the same card in the same run, at the largest batch that fits.
 #
 #   bench/gpu/run.sh [BUILD_DIR]          (default: build-gpu)
 #
 # Builds with model/cuda/standalone/build.sh (needs only nvcc, cuDNN and a C
-# compiler), then for base 64 at 256², 512² and 1024² times inference and a
-# training step: pneumoseg FP32 (TF32 off) and TF32, PyTorch FP32, TF32 and
-# AMP bf16 + channels_last, one after the other. Prints images/s, TFLOP/s by
-# the seed's count and pneumoseg / PyTorch ratios. Batches per size come
-# from BATCH_256, BATCH_512, BATCH_1024 (defaults 16, 8, 2); ITERS (10).
+# compiler; PyTorch for its side). Then, for each size, precision and mode
+# (training step, inference), bench_gpu finds pneumoseg's largest batch
+# (doubling then bisection, a fresh backend per trial, up to MAX_BATCH) and
+# times it; PyTorch then runs the same model at that batch and matching
+# precision: fp32 ↔ fp32, tf32 ↔ tf32, bf16 ↔ AMP bf16 + channels_last. One
+# PyTorch process serves every run (bench_torch_gpu.py --serve), so it starts
+# once; it holds its CUDA context (about 0.5 GiB) from the start, so every
+# search of pneumoseg's sees the same free memory. A table at the end gives
+# images/s, TFLOP/s (the seed's 337.5 GFLOP per 512² image forward, ×3 for
+# training), the share of the card's dense peak (bench/gpu/gpu_peaks.c; n/a
+# for cards not in it), peak memory and the pneumoseg / PyTorch ratio of
+# images/s.
+#
+# Environment (defaults): SIZES ("512 256 1024"), PRECISIONS ("bf16 tf32
+# fp32"), MODES ("train infer"), BASE (64), MAX_BATCH (256), RUN_SECONDS (1:
+# each timing runs at least this long and 3 steps, after 2 warm-up steps), ALGO
+# (heuristic; measured makes pneumoseg time cuDNN's algorithms and PyTorch
+# run with cudnn.benchmark), BUDGET_S (480: configurations not started by
+# then are skipped, so the run ends inside the device tool's 10 minutes),
+# PYTHON (python3). BACKEND=reference checks this script on a machine
+# without a GPU: pneumoseg on its reference backend, PyTorch on the CPU
+# (tiny sizes only, e.g. SIZES=32 BASE=4 MAX_BATCH=4; the figures mean
+# nothing).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build-gpu}
 python=${PYTHON:-python3}
-iters=${ITERS:-10}
+sizes=${SIZES:-512 256 1024}
+precisions=${PRECISIONS:-bf16 tf32 fp32}
+modes=${MODES:-train infer}
+base=${BASE:-64}
+max_batch=${MAX_BATCH:-256}
+seconds=${RUN_SECONDS:-1}
+algo=${ALGO:-heuristic}
+budget=${BUDGET_S:-480}
+backend=${BACKEND:-cuda}
+start=$(date +%s)
 
-"$root/model/cuda/standalone/build.sh" "$build" >/dev/null
+torch_device=cuda torch_bench=
+[ "$backend" = cuda ] || torch_device=cpu
+[ "$algo" = measured ] && torch_bench=--cudnn-benchmark
+
+"$root/model/cuda/standalone/build.sh" "$build" >&2
 . "$build/env.sh"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$python" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())'
-"$build/bench_gpu" --iters 1 --warmup 0 --size 64 --batch 1 >/dev/null  # prints the device line
+
+echo "== versions"
+# The first run also says why there is no GPU, if there is none (exit 77).
+probe=0
+"$build/bench_gpu" --backend "$backend" --mode infer --base 4 --size 32 --batch 1 \
+    --iters 1 --seconds 0 --warmup 0 >/dev/null || probe=$?
+if [ "$probe" = 77 ]; then
+    echo "run.sh: this benchmark needs a GPU (BACKEND=reference checks the script without one)" >&2
+    exit 1
+fi
+[ "$probe" = 0 ] || echo "bench_gpu failed at 32², batch 1 (exit $probe)"
+if [ "$backend" = cuda ]; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version | tail -n 1
+fi
+"$python" "$here/bench_torch_gpu.py" --versions --device "$torch_device"
+echo "pneumoseg $(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)," \
+     "sizes: $sizes; precisions: $precisions; modes: $modes; base $base;" \
+     "batch cap $max_batch; algorithms: $algo"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# A PyTorch process that died must not take this script with it.
+trap '' PIPE
+# PyTorch answers one line per request line, through two FIFOs.
+mkfifo "$work/to_torch" "$work/from_torch"
+"$python" "$here/bench_torch_gpu.py" --serve --device "$torch_device" --base "$base" \
+    --seconds "$seconds" $torch_bench <"$work/to_torch" >"$work/from_torch" &
+torch_pid=$!
+exec 3>"$work/to_torch" 4<"$work/from_torch"
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-printf '%-5s %-5s %-5s %-22s %9s %8s\n' mode size batch who img_s TFLOP/s
-for size in 256 512 1024; do
-    eval batch=\${BATCH_$size:-}
-    [ -n "$batch" ] || case $size in 256) batch=16 ;; 512) batch=8 ;; *) batch=2 ;; esac
-    for mode in infer train; do
-        common="--mode $mode --base 64 --size $size --batch $batch --iters $iters"
-        fp32=$("$build/bench_gpu" $common --tf32 0 || echo "failed")
-        tf32=$("$build/bench_gpu" $common --tf32 1 || echo "failed")
-        t_fp32=$("$python" "$here/bench_torch_gpu.py" $common --precision fp32 || echo "failed")
-        t_tf32=$("$python" "$here/bench_torch_gpu.py" $common --precision tf32 || echo "failed")
-        t_amp=$("$python" "$here/bench_torch_gpu.py" $common --precision amp_bf16 --channels-last || echo "failed")
-        for line in "pneumoseg fp32|$fp32" "pneumoseg tf32|$tf32" "pytorch fp32|$t_fp32" \
-                    "pytorch tf32|$t_tf32" "pytorch amp_bf16 nhwc|$t_amp"; do
-            who=${line%%|*} out=${line#*|}
-            printf '%-5s %-5s %-5s %-22s %9s %8s\n' $mode $size $batch "$who" \
-                "$(echo "$out" | field img_s)" "$(echo "$out" | field tflops)"
+
+echo "== runs"
+: >"$work/rows"
+for size in $sizes; do
+    for precision in $precisions; do
+        for mode in $modes; do
+            if [ $(($(date +%s) - start)) -ge "$budget" ]; then
+                echo "skipped $mode $size $precision: past BUDGET_S=$budget s"
+                echo "$mode $size $precision skipped" >>"$work/rows"
+                continue
+            fi
+            ours=$("$build/bench_gpu" --backend "$backend" --mode "$mode" --size "$size" \
+                --base "$base" --precision "$precision" --batch max --max-batch "$max_batch" \
+                --seconds "$seconds" --algo "$algo") || true
+            echo "$ours"
+            line=$(echo "$ours" | grep '^pneumoseg ' || echo "pneumoseg failed")
+            batch=$(echo "$line" | field batch)
+            theirs="pytorch not run"
+            if [ -n "$batch" ] && kill -0 "$torch_pid" 2>/dev/null; then
+                echo "$mode $size $precision $batch" >&3 || true
+                IFS= read -r theirs <&4 || theirs="pytorch failed=no_answer"
+            fi
+            echo "$theirs"
+            echo "$mode $size $precision $line | $theirs" >>"$work/rows"
         done
-        a=$(echo "$fp32" | field img_s) b=$(echo "$t_fp32" | field img_s)
-        c=$(echo "$tf32" | field img_s) d=$(echo "$t_tf32" | field img_s)
-        awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN { if (b > 0 && d > 0)
-            printf "      ratio pneumoseg/pytorch: fp32 %.2f, tf32 %.2f\n", a / b, c / d }'
     done
 done
+exec 3>&-
+wait "$torch_pid" || true
+
+echo "== summary ($(($(date +%s) - start)) s; ratio = pneumoseg / PyTorch images/s)"
+awk '
+function get(s, k,   m) { return match(s, " " k "=[^ ]*") ? substr(s, RSTART + length(k) + 2, RLENGTH - length(k) - 2) : "" }
+function pct(t, p) { return (p > 0 && t != "") ? sprintf("%.1f", 100 * t / p) : "n/a" }
+BEGIN {
+    printf "%-5s %5s %-4s | %5s %9s %7s %6s %6s | %5s %9s %7s %6s %6s | %5s\n",
+        "mode", "size", "prec", "batch", "img/s", "TFLOP/s", "%peak", "GiB",
+        "batch", "img/s", "TFLOP/s", "%peak", "GiB", "ratio"
+    printf "%-16s | %-37s | %-37s |\n", "", "pneumoseg", "PyTorch"
+}
+{
+    split($0, halves, " [|] ")
+    ours = " " halves[1] " "; theirs = " " halves[2] " "
+    if ($4 == "skipped" || get(ours, "img_s") == "") {
+        printf "%-5s %5s %-4s | %s\n", $1, $2, $3, ($4 == "skipped" ? "skipped (time budget)" : "pneumoseg failed")
+        next
+    }
+    peak = get(ours, "peak_tflops"); if (peak == "n/a") peak = 0
+    a = get(ours, "img_s"); b = get(theirs, "img_s")
+    tb = get(theirs, "batch"); if (get(theirs, "oom_at") != "") tb = tb "*"
+    printf "%-5s %5s %-4s | %5s %9s %7s %6s %6s | %5s %9s %7s %6s %6s | %5s\n",
+        $1, $2, $3, get(ours, "batch"), a, get(ours, "tflops"), pct(get(ours, "tflops"), peak),
+        get(ours, "mem_gib"), (b == "" ? "-" : tb), (b == "" ? "failed" : b),
+        (b == "" ? "-" : get(theirs, "tflops")), (b == "" ? "-" : pct(get(theirs, "tflops"), peak)),
+        (b == "" ? "-" : get(theirs, "mem_gib")), (b + 0 > 0 ? sprintf("%.2f", a / b) : "n/a")
+}
+END { print "(* PyTorch ran out of memory at pneumoseg'"'"'s batch and ran at this smaller one)" }
+' "$work/rows"
