@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "model/cuda/cuda_bf16.h"
 #include "model/cuda/cuda_internal.h"
 
 int pnx_cuda_fail(cudaError_t err, const char *what)

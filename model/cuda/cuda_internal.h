@@ -72,12 +72,6 @@ int pnx_cuda_fail(cudaError_t err, const char *what);
 /* Device scratch of at least bytes (contents not kept). */
 int pnx_cuda_scratch(pnx_backend *be, size_t bytes, void **out);
 
-/* cuda_bf16_ops.c: replaces, in ops (a copy of the FP32 table), every op
- * that touches activations with its bfloat16 NHWC version; called once by
- * pnx_backend_cuda_create when opt.mixed_bf16 is set, after the device, the
- * stream and cuDNN are ready. Returns 0 or a PNX_E… code. */
-int pnx_cuda_bf16_install(pnx_backend *be, pnx_backend_ops *ops);
-
 /* ---- cuda_kernels.cu ------------------------------------------------------ */
 
 /* y (N,C,P) += bias (C). */

@@ -82,10 +82,10 @@ o=$out/obj/model_cuda_cuda_kernels.o
 objs="$objs $o"
 
 ldflags="-L$cuda_lib -lcudart -L$cudnn_lib $cudnn_link -Wl,-rpath,$cudnn_lib -Wl,-rpath,$cuda_lib -lstdc++ -lpthread -lm"
-for prog in tests/test_gpu_ops.c tests/test_gpu_unet.c; do
+for prog in tests/test_gpu_ops.c tests/test_gpu_ops_bf16.c tests/test_gpu_unet.c; do
     name=$(basename "$prog" .c)
     $cc $cflags -I"$root/tests" "$root/$prog" $objs $ldflags -o "$out/$name"
 done
 $cc $cflags "$root/bench/gpu/bench_gpu.c" "$root/bench/gpu/fit_batch.c" \
     "$root/bench/gpu/gpu_peaks.c" $objs $ldflags -o "$out/bench_gpu"
-echo "build.sh: built $out/test_gpu_ops $out/test_gpu_unet $out/bench_gpu"
+echo "build.sh: built $out/test_gpu_ops $out/test_gpu_ops_bf16 $out/test_gpu_unet $out/bench_gpu"
