@@ -641,9 +641,10 @@ void test_bn_forward(void **state)
 
 /* A mean 10⁴ times the spread. bfloat16 cannot hold a spread below 2^-8
  * of a value, so each channel is M = bfloat16(10⁴) = 9984 but for two
- * elements one step (64) above and below: over 12288 values the standard
- * deviation is 0.82, M/12000. K, the shift of the variance sums (the
- * channel's first value), is the outlier in channel 0, 78 deviations off. */
+ * elements one step (64) above and one below: over 12288 values the mean
+ * is M + 1/192 (not a float: the kernel must carry it in two) and the
+ * standard deviation 1.0, M/10⁴. K, the shift of the variance sums (the
+ * channel's first value), is an outlier in channel 0, 64 deviations off. */
 std::vector<float> large_mean_input(pnx_dims d)
 {
     const size_t n = pnx_dims_count(d), hw = (size_t)d.h * d.w;
@@ -652,19 +653,22 @@ std::vector<float> large_mean_input(pnx_dims d)
     for (int c = 0; c < d.c; c++) {
         float *xc = x.data() + (size_t)c * hw; /* sample 0 */
         xc[c == 0 ? 0 : 17] += 64.0f;
+        xc[hw / 3] += 64.0f;
         xc[hw / 2] -= 64.0f;
     }
     return x;
 }
 
-/* γ = 1, β = 1/4: the reference's float32 x·scale + shift then loses
- * ~10⁻³ to cancellation, well inside 2u (ours centres first: 10⁻⁷). */
+/* γ = 1, β = 0. Most outputs are then x̂ ≈ −0.005, where the oracle's
+ * bound is ~10⁻⁵: a kernel computing x·scale + shift in float32 (an error
+ * of ~10⁴·2^-24 ≈ 10⁻³) or dropping the mean's low part fails it. The
+ * reference does the former; normwise its 10⁻³ is still inside 2u. */
 bn_params large_mean_params(int c)
 {
     bn_params b = random_bn_params(c);
     for (int i = 0; i < c; i++) {
         b.gamma[i] = 1.0f;
-        b.beta[i] = 0.25f;
+        b.beta[i] = 0.0f;
     }
     return b;
 }
