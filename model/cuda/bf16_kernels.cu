@@ -263,10 +263,23 @@ struct add_bias_op {
     }
 };
 
+/* A channel's four BatchNorm coefficients, stored together so that one
+ * 16-byte load fetches them (coef is 16-byte aligned in the scratch). */
+__device__ __forceinline__ float4 coef4(const float *coef, int ch)
+{
+#ifdef __CUDA_ARCH__
+    return *reinterpret_cast<const float4 *>(coef + 4 * ch);
+#else
+    float4 v;
+    memcpy(&v, coef + 4 * ch, sizeof v);
+    return v;
+#endif
+}
+
 /* BatchNorm apply: y = ((x − mean_hi) − mean_lo)·scale + beta (then ReLU).
  * Centring before scaling keeps inputs whose mean dwarfs their spread
  * exact: x − mean_hi is exact when x is near the mean (Sterbenz), and the
- * float pair carries the double mean. coef: scale, beta, mean_hi, mean_lo. */
+ * float pair carries the double mean. coef4: scale, beta, mean_hi, mean_lo. */
 struct bn_apply_op {
     const pnx_bf16 *x;
     pnx_bf16 *y;
@@ -275,7 +288,8 @@ struct bn_apply_op {
     int relu;
     __device__ __forceinline__ float f(float xv, int ch) const
     {
-        const float v = ((xv - coef[2 * c + ch]) - coef[3 * c + ch]) * coef[ch] + coef[c + ch];
+        const float4 k = coef4(coef, ch);
+        const float v = ((xv - k.z) - k.w) * k.x + k.y;
         return relu && !(v > 0.0f) ? 0.0f : v;
     }
     __device__ void one(size_t e) const
@@ -298,7 +312,7 @@ struct bn_apply_op {
 };
 
 /* BatchNorm backward apply: dz = dy (where y_relu > 0 if y_relu), dx (+)=
- * a·dz + b·(x − mean) + k. coef: a, b, k, mean. */
+ * a·dz + b·(x − mean) + k. coef4: a, b, k, mean. */
 struct bn_backward_apply_op {
     const pnx_bf16 *x, *y_relu, *dy;
     pnx_bf16 *dx;
@@ -308,7 +322,8 @@ struct bn_backward_apply_op {
     __device__ __forceinline__ float f(float xv, float yv, float dyv, float prev, int ch) const
     {
         const float dz = y_relu && !(yv > 0.0f) ? 0.0f : dyv;
-        const float v = coef[ch] * dz + coef[c + ch] * (xv - coef[3 * c + ch]) + coef[2 * c + ch];
+        const float4 k = coef4(coef, ch);
+        const float v = k.x * dz + k.y * (xv - k.w) + k.z;
         return acc ? prev + v : v;
     }
     __device__ void one(size_t e) const
@@ -993,10 +1008,10 @@ __global__ void bn_forward_finalize_kernel(const double *part, size_t rows, cons
             invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
         }
         const float hi = (float)mean;
-        coef[ch] = (float)(invstd * gamma[ch]);
-        coef[c + ch] = beta[ch];
-        coef[2 * c + ch] = hi;
-        coef[3 * c + ch] = (float)(mean - hi);
+        coef[4 * ch + 0] = (float)(invstd * gamma[ch]);
+        coef[4 * ch + 1] = beta[ch];
+        coef[4 * ch + 2] = hi;
+        coef[4 * ch + 3] = (float)(mean - hi);
     }
 }
 
@@ -1015,10 +1030,10 @@ __global__ void bn_backward_finalize_kernel(const double *part, size_t rows, int
         dgamma[ch] += (float)sum_dz_xhat;
         dbeta[ch] += (float)sum_dz;
         const double a = gamma[ch] * invstd;
-        coef[ch] = (float)a;
-        coef[c + ch] = (float)(-a * invstd * sum_dz_xhat / m);
-        coef[2 * c + ch] = (float)(-a * sum_dz / m);
-        coef[3 * c + ch] = save_mean[ch];
+        coef[4 * ch + 0] = (float)a;
+        coef[4 * ch + 1] = (float)(-a * invstd * sum_dz_xhat / m);
+        coef[4 * ch + 2] = (float)(-a * sum_dz / m);
+        coef[4 * ch + 3] = save_mean[ch];
     }
 }
 
