@@ -1,8 +1,9 @@
 /*
  * tests/cuda_emu.h — a CPU grid emulator for the restricted CUDA dialect of
- * model/cuda/bf16_kernels.cu, so its kernels run (and are tested) on a host
- * without a GPU. Included before that file, which a C++17 host compiler then
- * compiles as is (tests/cuda_emu.cmake: -include this header, -x c++).
+ * the bfloat16 kernels (model/cuda/bf16_device.cuh), so they run (and are
+ * tested) on a host without a GPU. Included before bf16_kernels.cu and
+ * bf16_reduce.cu, which a C++17 host compiler then compiles as they are
+ * (tests/cuda_emu.cmake: -include this header, -x c++).
  *
  * What it provides: the qualifiers (__global__, __device__, __host__ as
  * nothing, before CUDA's headers define them), thread-local blockIdx,
@@ -96,7 +97,7 @@ int pnx_emu_launch(const char *what, unsigned long long grid, unsigned long long
     return 0;
 }
 
-/* As bf16_kernels.cu's nvcc definition: 0, or PNX_EDEVICE after pnx_fail. */
+/* As bf16_device.cuh's nvcc definition: 0, or PNX_EDEVICE after pnx_fail. */
 #define PNX_LAUNCH(what, kernel, grid, block, stream, ...) \
     pnx_emu_launch((what), (grid), (block), (stream), (kernel), __VA_ARGS__)
 

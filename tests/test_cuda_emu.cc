@@ -1,6 +1,7 @@
 /*
  * tests/test_cuda_emu.cc — the bfloat16 NHWC kernels (model/cuda/
- * bf16_kernels.cu), run on the CPU by the grid emulator (tests/cuda_emu.h),
+ * bf16_kernels.cu, bf16_reduce.cu), run on the CPU by the grid emulator
+ * (tests/cuda_emu.h),
  * against the reference ops (model/ops_ref.c, float32 NCHW) on the same
  * inputs rounded to bfloat16, and against double-precision oracles.
  *
