@@ -184,22 +184,47 @@ __device__ __forceinline__ int next_channel(int ch, int c)
 
 /* ---- element-wise maps ---------------------------------------------------------- */
 
-/* An Op handles one item: op.one(e) element e, op.vec<A>(v) elements
- * 8v … 8v+7 (A: its pointers are 16-byte aligned). */
+/* An Op handles one item: op.one(e, q, r) element e, op.vec<A>(v, q, r)
+ * elements 8v … 8v+7 (A: its pointers are 16-byte aligned), where q and r
+ * are the first element's quotient and remainder by op.period() (C for a
+ * per-channel op: pixel and channel). The map carries q and r from item to
+ * item instead of dividing 64-bit numbers in every one. */
 template <class Op, bool A>
 __global__ void map8_kernel(Op op, size_t nvec)
 {
-    for (size_t v = blockIdx.x * (size_t)blockDim.x + threadIdx.x; v < nvec;
-         v += (size_t)gridDim.x * blockDim.x)
-        op.template vec<A>(v);
+    const size_t first = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    const size_t period = (size_t)op.period();
+    size_t q = 8 * first / period, r = 8 * first % period;
+    const size_t dq = 8 * stride / period, dr = 8 * stride % period;
+    for (size_t v = first; v < nvec; v += stride) {
+        op.template vec<A>(v, q, (int)r);
+        q += dq;
+        r += dr;
+        if (r >= period) {
+            r -= period;
+            q++;
+        }
+    }
 }
 
 template <class Op>
 __global__ void map1_kernel(Op op, size_t n)
 {
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
-         e += (size_t)gridDim.x * blockDim.x)
-        op.one(e);
+    const size_t first = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    const size_t period = (size_t)op.period();
+    size_t q = first / period, r = first % period;
+    const size_t dq = stride / period, dr = stride % period;
+    for (size_t e = first; e < n; e += stride) {
+        op.one(e, q, (int)r);
+        q += dq;
+        r += dr;
+        if (r >= period) {
+            r -= period;
+            q++;
+        }
+    }
 }
 
 /* n elements; vec_shape: items of 8 are valid for this op and shape;

@@ -23,18 +23,21 @@ struct add_bias_op {
     pnx_bf16 *y;
     const float *bias;
     int c;
-    __device__ void one(size_t e) const
+    __device__ int period() const
     {
-        y[e] = f2bf(bf2f(y[e]) + bias[e % c]);
+        return c;
+    }
+    __device__ void one(size_t e, size_t, int ch) const
+    {
+        y[e] = f2bf(bf2f(y[e]) + bias[ch]);
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int ch) const
     {
         uint32_t w[4];
         float f[8];
         load8<A>(y + 8 * v, w);
         unpack8(w, f);
-        int ch = (int)(8 * v % c);
         for (int i = 0; i < 8; i++, ch = next_channel(ch, c))
             f[i] += bias[ch];
         pack8(f, w);
@@ -46,13 +49,17 @@ struct add_bias_op {
 struct relu_op {
     const pnx_bf16 *x;
     pnx_bf16 *y;
-    __device__ void one(size_t e) const
+    __device__ int period() const
+    {
+        return 1;
+    }
+    __device__ void one(size_t e, size_t, int) const
     {
         const pnx_bf16 b = x[e];
         y[e] = bf2f(b) > 0.0f ? b : (pnx_bf16)0;
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int) const
     {
         uint32_t w[4];
         float f[8];
@@ -69,12 +76,16 @@ struct relu_op {
 struct relu_backward_op {
     const pnx_bf16 *y, *dy;
     pnx_bf16 *dx;
-    __device__ void one(size_t e) const
+    __device__ int period() const
+    {
+        return 1;
+    }
+    __device__ void one(size_t e, size_t, int) const
     {
         dx[e] = bf2f(y[e]) > 0.0f ? dy[e] : (pnx_bf16)0;
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int) const
     {
         uint32_t wy[4], wd[4];
         float f[8];
@@ -94,19 +105,21 @@ struct concat_op {
     const pnx_bf16 *a, *b;
     pnx_bf16 *y;
     int ca, cb;
-    __device__ void one(size_t e) const
+    __device__ int period() const
     {
-        const size_t ct = (size_t)ca + cb;
-        const size_t p = e / ct;
-        const int ch = (int)(e % ct);
+        return ca + cb;
+    }
+    __device__ void one(size_t e, size_t q, int r) const
+    {
+        const size_t p = q;
+        const int ch = r;
         y[e] = ch < ca ? a[p * ca + ch] : b[p * cb + (ch - ca)];
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t q, int r) const
     {
-        const size_t ct = (size_t)ca + cb;
-        const size_t p = 8 * v / ct;
-        const int ch = (int)(8 * v % ct);
+        const size_t p = q;
+        const int ch = r;
         uint32_t w[4];
         load8<A>(ch < ca ? a + p * ca + ch : b + p * cb + (ch - ca), w);
         store8<A>(y + 8 * v, w);
@@ -119,11 +132,14 @@ struct split_op {
     const pnx_bf16 *dy;
     pnx_bf16 *da, *db;
     int ca, cb, da_acc, db_acc;
-    __device__ void one(size_t e) const
+    __device__ int period() const
     {
-        const size_t ct = (size_t)ca + cb;
-        const size_t p = e / ct;
-        const int ch = (int)(e % ct);
+        return ca + cb;
+    }
+    __device__ void one(size_t e, size_t q, int r) const
+    {
+        const size_t p = q;
+        const int ch = r;
         pnx_bf16 *dst = ch < ca ? (da ? da + p * ca + ch : nullptr)
                                 : (db ? db + p * cb + (ch - ca) : nullptr);
         if (!dst)
@@ -132,11 +148,10 @@ struct split_op {
         *dst = acc ? f2bf(bf2f(*dst) + bf2f(dy[e])) : dy[e];
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t q, int r) const
     {
-        const size_t ct = (size_t)ca + cb;
-        const size_t p = 8 * v / ct;
-        const int ch = (int)(8 * v % ct);
+        const size_t p = q;
+        const int ch = r;
         pnx_bf16 *dst = ch < ca ? (da ? da + p * ca + ch : nullptr)
                                 : (db ? db + p * cb + (ch - ca) : nullptr);
         if (!dst)
@@ -166,6 +181,10 @@ struct maxpool_op {
     pnx_bf16 *y;
     uint8_t *argmax;
     int c, h, w;
+    __device__ int period() const
+    {
+        return c;
+    }
     /* The input offset of window corner 0 for output pixel op. */
     __device__ __forceinline__ size_t corner(size_t op) const
     {
@@ -174,9 +193,9 @@ struct maxpool_op {
         const size_t oy = t % oh, n = t / oh;
         return ((n * h + 2 * oy) * w + 2 * ox) * c;
     }
-    __device__ void one(size_t e) const
+    __device__ void one(size_t e, size_t q, int r) const
     {
-        const size_t base = corner(e / c) + e % c;
+        const size_t base = corner(q) + r;
         const size_t off[4] = {0, (size_t)c, (size_t)w * c, (size_t)w * c + c};
         pnx_bf16 best = x[base];
         float bestv = bf2f(best);
@@ -194,9 +213,9 @@ struct maxpool_op {
         argmax[e] = (uint8_t)k;
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t q, int r) const
     {
-        const size_t base = corner(8 * v / c) + 8 * v % c;
+        const size_t base = corner(q) + r;
         const size_t off[4] = {0, (size_t)c, (size_t)w * c, (size_t)w * c + c};
         uint32_t best[4], cand[4];
         float bestv[8], cv[8];
@@ -237,6 +256,10 @@ struct maxpool_backward_op {
     const pnx_bf16 *dy;
     pnx_bf16 *dx;
     int c, h, w, acc;
+    __device__ int period() const
+    {
+        return c;
+    }
     /* The output offset (pixel × C) of input pixel ip's window and ip's
      * position in it; false when ip is in no window. */
     __device__ __forceinline__ bool window(size_t ip, size_t &o, int &k) const
@@ -256,22 +279,22 @@ struct maxpool_backward_op {
             return acc ? f2bf(bf2f(prev) + bf2f(g)) : g;
         return acc ? prev : (pnx_bf16)0;
     }
-    __device__ void one(size_t e) const
+    __device__ void one(size_t e, size_t q, int r) const
     {
         size_t o = 0;
         int k = -1;
-        const bool in = window(e / c, o, k);
-        const size_t oe = o + e % c;
+        const bool in = window(q, o, k);
+        const size_t oe = o + r;
         const bool sel = in && argmax[oe] == k;
         dx[e] = result(sel, sel ? dy[oe] : (pnx_bf16)0, acc ? dx[e] : (pnx_bf16)0);
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t q, int r) const
     {
         size_t o = 0;
         int k = -1;
-        const bool in = window(8 * v / c, o, k);
-        const size_t oe = o + 8 * v % c;
+        const bool in = window(q, o, k);
+        const size_t oe = o + r;
         uint32_t g[4] = {0, 0, 0, 0}, prev[4] = {0, 0, 0, 0}, out[4];
         uint8_t am[8] = {4, 4, 4, 4, 4, 4, 4, 4}; /* 4: no window */
         if (in) {
@@ -298,6 +321,10 @@ struct loss_grad_op {
     const pnx_bf16 *logits, *target;
     pnx_bf16 *dlogits;
     double count, bce_weight, dice_weight, inter, denom;
+    __device__ int period() const
+    {
+        return 1;
+    }
     __device__ __forceinline__ float f(float xv, float tv) const
     {
         const double smooth = 1.0;
@@ -306,12 +333,12 @@ struct loss_grad_op {
         const double d_dice_ds = -(2.0 * t * denom - (2.0 * inter + smooth)) / (denom * denom);
         return (float)(bce_weight * d_bce + dice_weight * d_dice_ds * s * (1.0 - s));
     }
-    __device__ void one(size_t e) const
+    __device__ void one(size_t e, size_t, int) const
     {
         dlogits[e] = f2bf(f(bf2f(logits[e]), bf2f(target[e])));
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int) const
     {
         uint32_t w[4];
         float xv[8], tv[8];

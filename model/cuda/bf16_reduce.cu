@@ -48,24 +48,27 @@ struct bn_apply_op {
     const float *coef;
     int c;
     int relu;
+    __device__ int period() const
+    {
+        return c;
+    }
     __device__ __forceinline__ float f(float xv, int ch) const
     {
         const float4 k = coef4(coef, ch);
         const float v = ((xv - k.z) - k.w) * k.x + k.y;
         return relu && !(v > 0.0f) ? 0.0f : v;
     }
-    __device__ void one(size_t e) const
+    __device__ void one(size_t e, size_t, int ch) const
     {
-        y[e] = f2bf(f(bf2f(x[e]), (int)(e % c)));
+        y[e] = f2bf(f(bf2f(x[e]), ch));
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int ch) const
     {
         uint32_t w[4];
         float g[8];
         load8<A>(x + 8 * v, w);
         unpack8(w, g);
-        int ch = (int)(8 * v % c);
         for (int i = 0; i < 8; i++, ch = next_channel(ch, c))
             g[i] = f(g[i], ch);
         pack8(g, w);
@@ -81,6 +84,10 @@ struct bn_backward_apply_op {
     const float *coef;
     int c;
     int acc;
+    __device__ int period() const
+    {
+        return c;
+    }
     __device__ __forceinline__ float f(float xv, float yv, float dyv, float prev, int ch) const
     {
         const float dz = y_relu && !(yv > 0.0f) ? 0.0f : dyv;
@@ -88,14 +95,14 @@ struct bn_backward_apply_op {
         const float v = k.x * dz + k.y * (xv - k.w) + k.z;
         return acc ? prev + v : v;
     }
-    __device__ void one(size_t e) const
+    __device__ void one(size_t e, size_t, int ch) const
     {
         const float yv = y_relu ? bf2f(y_relu[e]) : 0.0f;
         const float prev = acc ? bf2f(dx[e]) : 0.0f;
-        dx[e] = f2bf(f(bf2f(x[e]), yv, bf2f(dy[e]), prev, (int)(e % c)));
+        dx[e] = f2bf(f(bf2f(x[e]), yv, bf2f(dy[e]), prev, ch));
     }
     template <bool A>
-    __device__ void vec(size_t v) const
+    __device__ void vec(size_t v, size_t, int ch) const
     {
         uint32_t w[4];
         float xv[8], yv[8], dyv[8], pv[8];
@@ -117,7 +124,6 @@ struct bn_backward_apply_op {
             for (int i = 0; i < 8; i++)
                 pv[i] = 0.0f;
         }
-        int ch = (int)(8 * v % c);
         for (int i = 0; i < 8; i++, ch = next_channel(ch, c))
             pv[i] = f(xv[i], yv[i], dyv[i], pv[i], ch);
         pack8(pv, w);
