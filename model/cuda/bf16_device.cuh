@@ -21,6 +21,7 @@
 
 #include <cuda_bf16.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef PNX_LAUNCH
@@ -89,6 +90,19 @@ __device__ __forceinline__ float word_as_float(uint32_t u)
 #endif
 }
 
+/* On the host (the emulator), a wide access the GPU would fault on, for
+ * want of alignment, aborts the test instead of passing quietly. */
+__device__ __forceinline__ void host_check_aligned(const void *p, size_t bytes)
+{
+#ifndef __CUDA_ARCH__
+    if ((uintptr_t)p % bytes != 0)
+        abort();
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 __device__ __forceinline__ float bf2f(pnx_bf16 b)
 {
     __nv_bfloat16_raw r;
@@ -131,6 +145,7 @@ __device__ __forceinline__ void load8(const pnx_bf16 *p, uint32_t w[4])
         w[2] = q.z;
         w[3] = q.w;
 #else
+        host_check_aligned(p, 16);
         memcpy(w, p, 16);
 #endif
     } else {
@@ -146,6 +161,7 @@ __device__ __forceinline__ void store8(pnx_bf16 *p, const uint32_t w[4])
 #ifdef __CUDA_ARCH__
         *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
 #else
+        host_check_aligned(p, 16);
         memcpy(p, w, 16);
 #endif
     } else {

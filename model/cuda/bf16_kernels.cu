@@ -240,6 +240,7 @@ struct maxpool_op {
 #ifdef __CUDA_ARCH__
             *reinterpret_cast<uint2 *>(argmax + 8 * v) = make_uint2(packed[0], packed[1]);
 #else
+            host_check_aligned(argmax + 8 * v, 8);
             memcpy(argmax + 8 * v, packed, 8);
 #endif
         } else {

@@ -33,6 +33,7 @@ __device__ __forceinline__ float4 coef4(const float *coef, int ch)
     return *reinterpret_cast<const float4 *>(coef + 4 * ch);
 #else
     float4 v;
+    host_check_aligned(coef + 4 * ch, 16);
     memcpy(&v, coef + 4 * ch, sizeof v);
     return v;
 #endif
