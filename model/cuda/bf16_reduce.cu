@@ -159,15 +159,14 @@ reduce_plan plan_reduce(size_t pixels, int c)
     pl.items = pl.vec ? n / 8 : n;
     pl.groups = pl.vec ? (c % 8 == 0 ? (size_t)c / 8 : 1) : (size_t)c;
     const size_t rows = pl.items / pl.groups;
-    size_t slices = (kReduceLanes + pl.groups - 1) / pl.groups;
-    const size_t by_work = (rows + kMinItemsPerLane - 1) / kMinItemsPerLane;
+    size_t slices = ceil_div(kReduceLanes, pl.groups);
+    const size_t by_work = ceil_div(rows, kMinItemsPerLane);
     if (slices > by_work)
         slices = by_work;
     pl.slices = slices < 1 ? 1 : slices;
     pl.lanes = pl.slices * pl.groups;
     return pl;
 }
-
 
 size_t align_up(size_t v)
 {
