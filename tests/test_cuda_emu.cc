@@ -8,7 +8,8 @@
  * "Device memory" here is host memory as cudaMalloc would give it (256-byte
  * aligned), filled with NaN bytes (0xff) so that an output a kernel forgets
  * to write shows, and fenced by guard bytes checked when it is freed, so
- * that a write past a buffer (scratch included) fails the test.
+ * that a write past a buffer (scratch included) fails the test. Scratch is
+ * also handed over misaligned: the kernels must cope.
  *
  * Every case runs under four emulator settings (threads forward, backward,
  * and with grids and blocks cut down to a few threads) and must give the
@@ -472,7 +473,7 @@ void test_bias(void **state)
         results r = run_all([&](size_t mis) {
             pnx_bf16 *yd = dev_copy(y_nhwc, mis), *dyd = dev_copy(dy_nhwc, mis);
             float *b = dev_copy(bias), *db = dev_copy(db0);
-            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c));
+            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c), mis);
             assert_int_equal(pnx_bfk_add_bias(kStream, yd, b, p, d.c), 0);
             assert_int_equal(pnx_bfk_bias_grad(kStream, dyd, p, d.c, db, scratch), 0);
             results out;
@@ -542,7 +543,7 @@ bn_run run_bn_forward(const std::vector<float> &x, pnx_dims d, const bn_params &
             float *g = dev_copy(bp.gamma), *b = dev_copy(bp.beta);
             float *rm = dev_copy(bp.rmean), *rv = dev_copy(bp.rvar);
             float *sm = (float *)dev_alloc(c * 4), *si = (float *)dev_alloc(c * 4);
-            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c));
+            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c), mis);
             assert_int_equal(pnx_bfk_bn_forward(kStream, xd, p, d.c, g, b, rm, rv, training,
                                                 kMomentum, kEps, relu, yd, sm, si, scratch),
                              0);
@@ -716,7 +717,7 @@ void check_bn_backward(const std::vector<float> &x, pnx_dims d, const bn_params 
             float *g = dev_copy(bp.gamma), *sm = dev_copy(fwd.save_mean);
             float *si = dev_copy(fwd.save_invstd);
             float *dg = dev_copy(dg0), *db = dev_copy(db0);
-            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c));
+            void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c), mis);
             assert_int_equal(pnx_bfk_bn_backward(kStream, xd, fused ? yd : nullptr, p, d.c, g, sm,
                                                  si, dyd, dxd, acc == 1, dg, db, scratch),
                              0);
@@ -795,13 +796,13 @@ void test_large_reductions(void **state)
         const std::vector<float> x = random_values(pnx_dims_count(d), 1.0, 0.2);
         check_bn_forward(x, d, bp, 1, 1);
         check_bn_backward(x, d, bp, 1);
-        const size_t p = pixels_of(d), n = pnx_dims_count(d), hw = (size_t)d.h * d.w;
+        const size_t p = pixels_of(d), hw = (size_t)d.h * d.w;
         const std::vector<float> db0 = random_floats((size_t)d.c, 1.0);
         results r = run_all(
-            [&](size_t) {
+            [&](size_t mis) {
                 pnx_bf16 *xd = dev_copy(to_nhwc(x, d));
                 float *db = dev_copy(db0);
-                void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c));
+                void *scratch = dev_alloc(pnx_bfk_channel_scratch(p, d.c), mis);
                 assert_int_equal(pnx_bfk_bias_grad(kStream, xd, p, d.c, db, scratch), 0);
                 results out;
                 out.add("db", host_copy(db, (size_t)d.c));
@@ -817,7 +818,6 @@ void test_large_reductions(void **state)
             db_ref[c] += (float)s;
         }
         ASSERT_NORMWISE(r.get<float>("db"), db_ref, kSums, "bias gradient %s", dims_str(d).c_str());
-        (void)n;
     }
 }
 

@@ -174,7 +174,10 @@ size_t align_up(size_t v)
 }
 
 /* Scratch: partials A (slices × 2C doubles), B (the first fold's output),
- * coefficients (4C floats). */
+ * coefficients (4C floats), each on a 256-byte boundary counted from the
+ * first one inside the caller's buffer (any alignment: 256 bytes spare).
+ * With at most 2^17 lanes of 8 channels, A stays under 16 MiB whatever
+ * the shape. */
 struct scratch_parts {
     double *a, *b;
     float *coef;
@@ -183,7 +186,7 @@ struct scratch_parts {
 size_t scratch_bytes(const reduce_plan &pl, int c)
 {
     const size_t width = 2 * (size_t)c;
-    return align_up(pl.slices * width * sizeof(double)) +
+    return 256 + align_up(pl.slices * width * sizeof(double)) +
            align_up(ceil_div(pl.slices, kFold) * width * sizeof(double)) +
            align_up(4 * (size_t)c * sizeof(float));
 }
@@ -191,7 +194,7 @@ size_t scratch_bytes(const reduce_plan &pl, int c)
 scratch_parts split_scratch(void *scratch, const reduce_plan &pl, int c)
 {
     const size_t width = 2 * (size_t)c;
-    char *p = (char *)scratch;
+    char *p = (char *)scratch + (256 - (uintptr_t)scratch % 256) % 256;
     scratch_parts s;
     s.a = (double *)p;
     p += align_up(pl.slices * width * sizeof(double));
