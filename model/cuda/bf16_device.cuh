@@ -247,7 +247,7 @@ __global__ void map1_kernel(Op op, size_t n)
  * aligned: every pointer the op touches is 16-byte aligned. */
 template <class Op>
 inline int launch_map(const char *what, cudaStream_t s, const Op &op, size_t n, bool vec_shape,
-               bool aligned)
+                      bool aligned)
 {
     if (n == 0)
         return 0;
