@@ -80,7 +80,12 @@ o=$out/obj/model_cuda_cuda_kernels.o
 "$nvcc" -std=c++17 -O3 $arch -Xcompiler=-Wall,-Wextra -I"$root" -I"$cudnn_inc" \
     -c "$root/model/cuda/cuda_kernels.cu" -o "$o"
 objs="$objs $o"
-for f in bf16_kernels bf16_reduce; do "$nvcc" -std=c++17 -O3 $arch -Xcompiler=-Wall,-Wextra -I"$root" -I"$cudnn_inc" -c "$root/model/cuda/$f.cu" -o "$out/obj/model_cuda_$f.o"; objs="$objs $out/obj/model_cuda_$f.o"; done
+for f in bf16_kernels bf16_reduce; do
+    o=$out/obj/model_cuda_$f.o
+    "$nvcc" -std=c++17 -O3 $arch -Xcompiler=-Wall,-Wextra -I"$root" -I"$cudnn_inc" \
+        -c "$root/model/cuda/$f.cu" -o "$o"
+    objs="$objs $o"
+done
 
 ldflags="-L$cuda_lib -lcudart -L$cudnn_lib $cudnn_link -Wl,-rpath,$cudnn_lib -Wl,-rpath,$cuda_lib -lstdc++ -lpthread -lm"
 for prog in tests/test_gpu_ops.c tests/test_gpu_ops_bf16.c tests/test_gpu_unet.c; do
