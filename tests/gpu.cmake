@@ -5,7 +5,7 @@
 # Label gpu; without a GPU (or without CUDA in the build) they exit 77 and
 # ctest reports them skipped.
 if(TARGET pnx_model)
-  foreach(_gpu_test test_gpu_ops test_gpu_ops_bf16 test_gpu_unet)
+  foreach(_gpu_test test_gpu_ops test_gpu_ops_bf16 test_gpu_unet test_gpu_learn)
     add_executable(${_gpu_test} ${_gpu_test}.c)
     target_link_libraries(${_gpu_test} PRIVATE pnx_model)
     # The tree's build has the CPU backend, a stand-in for checking the tests

@@ -88,10 +88,11 @@ for f in bf16_kernels bf16_reduce; do
 done
 
 ldflags="-L$cuda_lib -lcudart -L$cudnn_lib $cudnn_link -Wl,-rpath,$cudnn_lib -Wl,-rpath,$cuda_lib -lstdc++ -lpthread -lm"
-for prog in tests/test_gpu_ops.c tests/test_gpu_ops_bf16.c tests/test_gpu_unet.c; do
+for prog in tests/test_gpu_ops.c tests/test_gpu_ops_bf16.c tests/test_gpu_unet.c \
+            tests/test_gpu_learn.c; do
     name=$(basename "$prog" .c)
     $cc $cflags -I"$root/tests" "$root/$prog" $objs $ldflags -o "$out/$name"
 done
 $cc $cflags "$root/bench/gpu/bench_gpu.c" "$root/bench/gpu/fit_batch.c" \
     "$root/bench/gpu/gpu_peaks.c" $objs $ldflags -o "$out/bench_gpu"
-echo "build.sh: built $out/test_gpu_ops $out/test_gpu_ops_bf16 $out/test_gpu_unet $out/bench_gpu"
+echo "build.sh: built $out/test_gpu_ops $out/test_gpu_ops_bf16 $out/test_gpu_unet $out/test_gpu_learn $out/bench_gpu"
