@@ -23,6 +23,7 @@ int pnx_backend_open(pnx_backend **out, const pnx_device_request *req, const cha
         opt.allow_tf32 = req->allow_tf32;
         opt.mixed_bf16 = req->mixed_bf16;
         opt.deterministic = req->deterministic;
+        opt.algo_search = req->algo_search;
         int rc = pnx_backend_cuda_create(out, &opt);
         if (rc)
             return pnx_fail_prefix(rc, "device cuda");

@@ -27,6 +27,7 @@ typedef struct pnx_device_request {
     int mixed_bf16;    /* GPU: mixed precision, bfloat16 NHWC activations
                           (pnx_cuda_options.mixed_bf16); the CPU ignores it */
     int deterministic; /* GPU: bitwise-reproducible algorithms only */
+    int algo_search;   /* GPU: enum pnx_cuda_algo_search (cuDNN heuristics or timings) */
 } pnx_device_request;
 
 /* Creates the backend for req. *kind receives "cpu" or "cuda"; desc (may be

@@ -34,6 +34,8 @@ enum pnx_stage {
 enum pnx_rle_format { PNX_RLE_RELATIVE = 0, PNX_RLE_ABSOLUTE = 1 };
 enum pnx_device { PNX_DEVICE_AUTO = 0, PNX_DEVICE_CPU = 1, PNX_DEVICE_CUDA = 2 };
 enum pnx_precision { PNX_PREC_FP32 = 0, PNX_PREC_TF32, PNX_PREC_BF16 };
+/* Values equal model/cuda/cuda_backend.h's enum pnx_cuda_algo_search. */
+enum pnx_cudnn_search { PNX_CUDNN_HEURISTIC = 0, PNX_CUDNN_MEASURED = 1 };
 enum pnx_negative_seg { PNX_NEGSEG_EMPTY = 0, PNX_NEGSEG_NONE = 1 };
 
 typedef struct pnx_ingest_config {
@@ -72,6 +74,7 @@ typedef struct pnx_train_config {
     int device;               /* enum pnx_device */
     int precision;            /* enum pnx_precision */
     int deterministic;
+    int cudnn_search;         /* enum pnx_cudnn_search */
     int base_width;           /* 64 = the seed */
     int epochs;
     int batch_size;

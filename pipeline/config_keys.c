@@ -13,6 +13,7 @@
 
 static const char *const rle_formats[] = {"relative", "absolute", NULL};
 static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
+static const char *const searches[] = {"heuristic", "measured", NULL};
 static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const negative_segs[] = {"empty", "none", NULL};
 
@@ -77,6 +78,8 @@ const pnx_key_spec pnx_config_keys[] = {
      "fp32, tf32 or bf16 (the last two on a GPU)"},
     {"train.deterministic", PNX_KEY_BOOL, OFF(train.deterministic), NONE, "false",
      "exclude non-deterministic GPU algorithms"},
+    {"train.cudnn_search", PNX_KEY_ENUM, OFF(train.cudnn_search), 0, 0, searches, "heuristic",
+     "how cuDNN convolution algorithms are chosen per shape: heuristic or measured"},
     {"train.base_width", PNX_KEY_INT, OFF(train.base_width), 1, 256, NULL, "16",
      "channels of the first encoder level (64 = the seed)"},
     {"train.epochs", PNX_KEY_INT, OFF(train.epochs), 1, 100000, NULL, "10", "epochs to train"},

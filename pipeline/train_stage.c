@@ -131,6 +131,7 @@ static int create_backend(pnx_trainer *t)
         .allow_tf32 = cfg->precision == PNX_PREC_TF32,
         .mixed_bf16 = cfg->precision == PNX_PREC_BF16,
         .deterministic = cfg->deterministic,
+        .algo_search = cfg->cudnn_search,
     };
     char desc[320];
     int rc = pnx_backend_open(&t->be, &req, &t->device, desc, sizeof desc);
