@@ -128,6 +128,9 @@ static int bf16_bn_relu_backward(pnx_backend *be, const float *x, const float *y
                                  const float *save_invstd, const float *dy, float *dx, int acc,
                                  float *dgamma, float *dbeta)
 {
+    /* Without y this would silently be the plain BatchNorm backward. */
+    if (!y)
+        return pnx_fail(PNX_EINVAL, "fused batch norm + relu backward needs its output y");
     return bn_backward(be, x, y, d, gamma, save_mean, save_invstd, dy, dx, acc, dgamma, dbeta);
 }
 
@@ -207,10 +210,8 @@ static int bf16_split(pnx_backend *be, const float *dy, int ca, int cb, int n, s
     int rc = concat_pixels(ca, cb, n, hw, &pixels);
     if (rc)
         return rc;
-    /* The kernel writes both halves in one pass over dy; the U-Net always
-     * wants both (a concatenation's inputs are layer outputs). */
-    if (!da || !db)
-        return pnx_fail(PNX_EINVAL, "split_channels in mixed precision needs both gradients");
+    /* A NULL half is not wanted, as in the float32 path: the kernel skips
+     * it. */
     return pnx_bfk_split(cuda_of(be)->stream, in_bf16(dy), ca, cb, pixels, out_bf16(da), da_acc,
                          out_bf16(db), db_acc);
 }

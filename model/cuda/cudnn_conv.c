@@ -336,12 +336,20 @@ static const char *dir_name(conv_dir dir)
 }
 
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n, unsigned skip);
+                                       const candidate *cand, int n, uint64_t skip);
+
+/* The bit of skip for an algorithm run with a math type: in bfloat16 the
+ * same algorithm is offered with tensor-core and with FMA math, and one
+ * that refuses to run with the first may still run with the second. */
+static uint64_t skip_bit(int algo, cudnnMathType_t math)
+{
+    return (uint64_t)1 << ((unsigned)algo * 4u + ((unsigned)math & 3u));
+}
 
 /* Finds (or chooses and caches) the algorithm for g in direction dir, but
- * none whose bit is set in skip (then the cache is not consulted); leaves
+ * none whose skip_bit is set in skip (then the cache is not consulted); leaves
  * the descriptors set for g with the choice's math type. */
-static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir, unsigned skip,
+static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir, uint64_t skip,
                        const algo_choice **out)
 {
     int rc = set_descriptors(st, g);
@@ -388,12 +396,11 @@ static int choose_algo(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir, un
 /* The first candidate that is allowed, not skipped and fits, cached; NULL if
  * none. */
 static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, conv_dir dir,
-                                       const candidate *cand, int n, unsigned skip)
+                                       const candidate *cand, int n, uint64_t skip)
 {
     const int rated_math = st->opt.allow_tf32 || g->format == ACT_BF16_NHWC;
     for (int i = 0; i < n; i++) {
-        if (cand[i].status != CUDNN_STATUS_SUCCESS || cand[i].algo < 0 || cand[i].algo >= 32 ||
-            skip >> cand[i].algo & 1u)
+        if (cand[i].status != CUDNN_STATUS_SUCCESS || cand[i].algo < 0 || cand[i].algo >= 16)
             continue;
         if (st->opt.deterministic && cand[i].determinism != CUDNN_DETERMINISTIC)
             continue;
@@ -401,6 +408,8 @@ static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, 
          * type the algorithm was rated with, else cuDNN may run a slower
          * kernel than the one it rated. */
         cudnnMathType_t math = rated_math ? cand[i].math : CUDNN_FMA_MATH;
+        if (skip & skip_bit(cand[i].algo, math))
+            continue;
         if (cudnnSetConvolutionMathType(st->cdesc, math) != CUDNN_STATUS_SUCCESS)
             continue;
         size_t bytes = 0;
@@ -518,7 +527,7 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
         const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 && !dw_f32 ? &one : &beta;
         /* An algorithm cuDNN rated usable may still refuse to run (a kernel's
          * own shape or alignment limits): the next one is tried. */
-        unsigned skip = 0;
+        uint64_t skip = 0;
         cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
         int algo = -1;
         for (;;) {
@@ -539,7 +548,7 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
                 (CUDNN_STATUS_CATEGORY(s) != CUDNN_STATUS_NOT_SUPPORTED &&
                  s != CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER))
                 break;
-            skip |= 1u << algo;
+            skip |= skip_bit(algo, a->math);
             forget_algo(st, a);
         }
         if (s != CUDNN_STATUS_SUCCESS) {
