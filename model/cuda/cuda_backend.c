@@ -90,6 +90,9 @@ static int cuda_alloc(pnx_backend *be, size_t bytes, void **out)
 {
     cuda_impl *c = cuda_of(be);
     *out = NULL;
+    /* Rounding a request this close to SIZE_MAX would wrap to a tiny block. */
+    if (bytes > SIZE_MAX - 255)
+        return pnx_fail(PNX_ERANGE, "allocating %zu bytes on the GPU: too large", bytes);
     /* Rounded to 256 bytes (cudaMalloc's own alignment); never zero, so a
      * zero-byte request still gets a pointer release() accepts. */
     size_t rounded = (bytes + 255) / 256 * 256;
