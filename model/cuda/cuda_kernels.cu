@@ -148,6 +148,10 @@ __global__ void channel_partial_kernel(const float *__restrict__ a, const float 
 int channel_partials(cudaStream_t st, int sm_count, const float *a, const float *b,
                      const float *mask, int n, int c, size_t p, int mode, double *part)
 {
+    /* A channel per grid row: gridDim.y stops at 65535. */
+    if ((unsigned)c > kMaxGrid)
+        return pnx_fail(PNX_ERANGE, "per-channel sums over %d channels: at most %u", c,
+                        kMaxGrid);
     const int pieces = row_pieces(sm_count, n, c, p);
     dim3 grid((unsigned)(n * pieces), (unsigned)c);
     if (mask)
