@@ -70,7 +70,9 @@ int pnx_cuda_scratch(pnx_backend *be, size_t bytes, void **out)
 {
     cuda_impl *c = cuda_of(be);
     if (bytes > c->scratch_bytes) {
-        /* cudaFree waits for the device, so no queued kernel still reads it. */
+        /* No queued kernel may still use the old block: cudaFree only "may"
+         * synchronise (cuda_runtime_api.h), so wait for the stream first. */
+        (void)cudaStreamSynchronize(c->stream);
         cudaFree(c->scratch);
         c->scratch = NULL;
         c->scratch_bytes = 0;
@@ -117,9 +119,11 @@ static int cuda_alloc(pnx_backend *be, size_t bytes, void **out)
 
 static void cuda_release(pnx_backend *be, void *p)
 {
-    (void)be;
-    if (p)
-        cudaFree(p);
+    if (!p)
+        return;
+    /* Queued work may still use p, and cudaFree only "may" wait for it. */
+    (void)cudaStreamSynchronize(cuda_of(be)->stream);
+    cudaFree(p);
 }
 
 static int copy_and_wait(pnx_backend *be, void *dst, const void *src, size_t bytes,
