@@ -21,7 +21,9 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+extern "C" { /* error.h has no C++ guard of its own */
 #include "common/error.h"
+}
 
 namespace {
 
