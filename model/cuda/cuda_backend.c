@@ -70,7 +70,9 @@ int pnx_cuda_scratch(pnx_backend *be, size_t bytes, void **out)
 {
     cuda_impl *c = cuda_of(be);
     if (bytes > c->scratch_bytes) {
-        /* cudaFree waits for the device, so no queued kernel still reads it. */
+        /* No queued kernel may still use the old block: cudaFree only "may"
+         * synchronise (cuda_runtime_api.h), so wait for the stream first. */
+        (void)cudaStreamSynchronize(c->stream);
         cudaFree(c->scratch);
         c->scratch = NULL;
         c->scratch_bytes = 0;
@@ -90,6 +92,9 @@ static int cuda_alloc(pnx_backend *be, size_t bytes, void **out)
 {
     cuda_impl *c = cuda_of(be);
     *out = NULL;
+    /* Rounding a request this close to SIZE_MAX would wrap to a tiny block. */
+    if (bytes > SIZE_MAX - 255)
+        return pnx_fail(PNX_ERANGE, "allocating %zu bytes on the GPU: too large", bytes);
     /* Rounded to 256 bytes (cudaMalloc's own alignment); never zero, so a
      * zero-byte request still gets a pointer release() accepts. */
     size_t rounded = (bytes + 255) / 256 * 256;
@@ -114,9 +119,11 @@ static int cuda_alloc(pnx_backend *be, size_t bytes, void **out)
 
 static void cuda_release(pnx_backend *be, void *p)
 {
-    (void)be;
-    if (p)
-        cudaFree(p);
+    if (!p)
+        return;
+    /* Queued work may still use p, and cudaFree only "may" wait for it. */
+    (void)cudaStreamSynchronize(cuda_of(be)->stream);
+    cudaFree(p);
 }
 
 static int copy_and_wait(pnx_backend *be, void *dst, const void *src, size_t bytes,
@@ -279,18 +286,32 @@ static int cuda_mem_info(pnx_backend *be, size_t *free_bytes, size_t *total_byte
 
 /* ---- ops ------------------------------------------------------------------------ */
 
+/* A batch-norm shape's sides must not be negative (they become sizes). */
+static int bn_check_dims(pnx_dims d)
+{
+    if (d.n < 0 || d.c < 0 || d.h < 0 || d.w < 0)
+        return pnx_fail(PNX_EINVAL, "batch norm of a (%d,%d,%d,%d) tensor", d.n, d.c, d.h, d.w);
+    return 0;
+}
+
 /* batchnorm_forward, with relu: batchnorm_relu_forward. */
 static int bn_forward(pnx_backend *be, const float *x, pnx_dims d, const float *gamma,
                       const float *beta, float *rm, float *rv, int training, float momentum,
                       float eps, int relu, float *y, float *save_mean, float *save_invstd)
 {
     cuda_impl *c = cuda_of(be);
+    int rc = bn_check_dims(d);
+    if (rc)
+        return rc;
     if (training && (size_t)d.n * d.h * d.w < 2)
         return pnx_fail(PNX_EINVAL,
                         "batch norm in training needs more than one value per channel "
                         "(batch %d at %dx%d)", d.n, d.w, d.h);
+    /* Nothing to do, as in the reference; the scratch size divides by N·C. */
+    if (pnx_dims_count(d) == 0)
+        return 0;
     void *scratch;
-    int rc = pnx_cuda_scratch(
+    rc = pnx_cuda_scratch(
         be, pnx_cuk_channel_scratch(c->sm_count, d.n, d.c, (size_t)d.h * d.w), &scratch);
     if (rc)
         return rc;
@@ -304,8 +325,11 @@ static int bn_backward(pnx_backend *be, const float *x, const float *y_relu, pnx
                        const float *dy, float *dx, int acc, float *dgamma, float *dbeta)
 {
     cuda_impl *c = cuda_of(be);
+    int rc = bn_check_dims(d);
+    if (rc || pnx_dims_count(d) == 0)
+        return rc;
     void *scratch;
-    int rc = pnx_cuda_scratch(
+    rc = pnx_cuda_scratch(
         be, pnx_cuk_channel_scratch(c->sm_count, d.n, d.c, (size_t)d.h * d.w), &scratch);
     if (rc)
         return rc;
@@ -363,16 +387,18 @@ static int cuda_relu_backward(pnx_backend *be, const float *y, const float *dy, 
 static int cuda_maxpool_forward(pnx_backend *be, const float *x, pnx_dims xd, float *y,
                                 uint8_t *argmax)
 {
-    if (xd.h % 2 || xd.w % 2)
-        return pnx_fail(PNX_EINVAL, "2x2 max-pool needs even sides, got %dx%d", xd.w, xd.h);
+    if (xd.n < 0 || xd.c < 0 || xd.h < 0 || xd.w < 0 || xd.h % 2 || xd.w % 2)
+        return pnx_fail(PNX_EINVAL, "2x2 max-pool needs even sides, got (%d,%d,%d,%d)", xd.n,
+                        xd.c, xd.h, xd.w);
     return pnx_cuk_maxpool_forward(cuda_of(be)->stream, x, xd, y, argmax);
 }
 
 static int cuda_maxpool_backward(pnx_backend *be, pnx_dims xd, const uint8_t *argmax,
                                  const float *dy, float *dx, int acc)
 {
-    if (xd.h % 2 || xd.w % 2)
-        return pnx_fail(PNX_EINVAL, "2x2 max-pool needs even sides, got %dx%d", xd.w, xd.h);
+    if (xd.n < 0 || xd.c < 0 || xd.h < 0 || xd.w < 0 || xd.h % 2 || xd.w % 2)
+        return pnx_fail(PNX_EINVAL, "2x2 max-pool needs even sides, got (%d,%d,%d,%d)", xd.n,
+                        xd.c, xd.h, xd.w);
     return pnx_cuk_maxpool_backward(cuda_of(be)->stream, xd, argmax, dy, dx, acc);
 }
 
@@ -380,7 +406,9 @@ static int cuda_concat(pnx_backend *be, const float *a, int ca, const float *b, 
                        size_t hw, float *y)
 {
     cudaStream_t s = cuda_of(be)->stream;
-    const size_t row = (size_t)(ca + cb) * hw;
+    if (ca < 0 || cb < 0 || n < 0)
+        return pnx_fail(PNX_EINVAL, "concat of %d and %d channels, batch %d", ca, cb, n);
+    const size_t row = (size_t)ca * hw + (size_t)cb * hw;
     int rc = pnx_cuk_copy_rows(s, y, row, a, (size_t)ca * hw, (size_t)ca * hw, (size_t)n, 0);
     if (!rc)
         rc = pnx_cuk_copy_rows(s, y + (size_t)ca * hw, row, b, (size_t)cb * hw, (size_t)cb * hw,
@@ -392,7 +420,9 @@ static int cuda_split(pnx_backend *be, const float *dy, int ca, int cb, int n, s
                       float *da, int da_acc, float *db, int db_acc)
 {
     cudaStream_t s = cuda_of(be)->stream;
-    const size_t row = (size_t)(ca + cb) * hw;
+    if (ca < 0 || cb < 0 || n < 0)
+        return pnx_fail(PNX_EINVAL, "split into %d and %d channels, batch %d", ca, cb, n);
+    const size_t row = (size_t)ca * hw + (size_t)cb * hw;
     int rc = 0;
     if (da)
         rc = pnx_cuk_copy_rows(s, da, (size_t)ca * hw, dy, row, (size_t)ca * hw, (size_t)n,

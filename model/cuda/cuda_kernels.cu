@@ -21,7 +21,9 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+extern "C" { /* error.h has no C++ guard of its own */
 #include "common/error.h"
+}
 
 namespace {
 
@@ -148,6 +150,10 @@ __global__ void channel_partial_kernel(const float *__restrict__ a, const float 
 int channel_partials(cudaStream_t st, int sm_count, const float *a, const float *b,
                      const float *mask, int n, int c, size_t p, int mode, double *part)
 {
+    /* A channel per grid row: gridDim.y stops at 65535. */
+    if ((unsigned)c > kMaxGrid)
+        return pnx_fail(PNX_ERANGE, "per-channel sums over %d channels: at most %u", c,
+                        kMaxGrid);
     const int pieces = row_pieces(sm_count, n, c, p);
     dim3 grid((unsigned)(n * pieces), (unsigned)c);
     if (mask)
@@ -230,14 +236,24 @@ __global__ void bn_forward_finalize_kernel(const double *part, const float *x, i
 }
 
 /* V = float4 moves 16 bytes per thread (rows of a multiple of 4 floats on
- * 16-byte boundaries), V = float one; p counts V's. */
+ * 16-byte boundaries), V = float one; p counts V's.
+ * v·a + b rounded as ops_ref.c rounds it: the product, then the sum.
+ * nvcc would otherwise fuse them into one FMA, and where x·scale is far
+ * larger than y (a mean large against the spread: 10^4 at 100 ± 0.01) the
+ * reference's rounded product alone differs from the FMA by more than the
+ * FP32 tests' 1e-4; __fmul_rn is never fused. */
+__device__ inline float mul_add(float v, float a, float b)
+{
+    return __fmul_rn(v, a) + b;
+}
 __device__ inline float4 fma4(float4 v, float a, float b)
 {
-    return make_float4(v.x * a + b, v.y * a + b, v.z * a + b, v.w * a + b);
+    return make_float4(mul_add(v.x, a, b), mul_add(v.y, a, b), mul_add(v.z, a, b),
+                       mul_add(v.w, a, b));
 }
 __device__ inline float fma4(float v, float a, float b)
 {
-    return v * a + b;
+    return mul_add(v, a, b);
 }
 /* max(v, 0) with ReLU's convention (NaN → 0), as ops_ref.c. */
 __device__ inline float relu_v(float v)
@@ -294,9 +310,11 @@ __global__ void bn_backward_finalize_kernel(const double *part, int c, int S, do
     coef[2 * c + ch] = (float)k;
 }
 
+/* Rounded as ops_ref.c, unfused (see mul_add): b·x and k nearly cancel
+ * when the mean is large against the spread. */
 __device__ inline float bn_dx(float dy, float x, float a, float b, float k, float prev, int acc)
 {
-    const float v = a * dy + b * x + k;
+    const float v = __fmul_rn(a, dy) + __fmul_rn(b, x) + k;
     return acc ? prev + v : v;
 }
 

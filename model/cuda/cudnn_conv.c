@@ -441,7 +441,9 @@ static int ensure_workspace(pnx_cudnn_state *st, size_t bytes)
 {
     if (bytes <= st->workspace_bytes)
         return 0;
-    /* cudaFree waits for queued work, so nothing still uses the old one. */
+    /* No queued convolution may still use the old one: cudaFree only "may"
+     * synchronise (cuda_runtime_api.h), so wait for the stream first. */
+    (void)cudaStreamSynchronize(st->stream);
     cudaFree(st->workspace);
     st->workspace = NULL;
     st->workspace_bytes = 0;
@@ -586,8 +588,8 @@ static void *unconst(const void *p)
 }
 
 /* Room for the bfloat16 copies of a weight of count elements and of its
- * gradient. Growing waits for queued work (cudaFree does), so no kernel
- * still reads the old copies. */
+ * gradient. Growing waits for queued work first, so no kernel still reads
+ * the old copies. */
 static int filter_buffers(pnx_cudnn_state *st, size_t count, pnx_bf16 **w, pnx_bf16 **dw)
 {
     if (count > SIZE_MAX / 4 / sizeof(pnx_bf16))
@@ -595,6 +597,7 @@ static int filter_buffers(pnx_cudnn_state *st, size_t count, pnx_bf16 **w, pnx_b
     const size_t half =
         (count * sizeof(pnx_bf16) + FILTER_ALIGN - 1) / FILTER_ALIGN * FILTER_ALIGN;
     if (2 * half > st->filters_bytes) {
+        (void)cudaStreamSynchronize(st->stream);
         cudaFree(st->filters);
         st->filters = NULL;
         st->filters_bytes = 0;
