@@ -49,6 +49,12 @@ torch_device=cuda torch_bench=
 [ "$algo" = measured ] && torch_bench=--cudnn-benchmark
 
 "$root/model/cuda/standalone/build.sh" "$build" >&2
+# env.sh puts cuDNN's and the CUDA toolkit's folders first in
+# LD_LIBRARY_PATH, for bench_gpu. PyTorch runs with the caller's: its pip
+# wheels find their own CUDA libraries through RUNPATH, which
+# LD_LIBRARY_PATH overrides, and the toolkit's libraries may not be the
+# versions it was built against.
+torch_ld_path=${LD_LIBRARY_PATH-}
 . "$build/env.sh"
 
 echo "== versions"
@@ -65,7 +71,8 @@ if [ "$backend" = cuda ]; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version | tail -n 1
 fi
-"$python" "$here/bench_torch_gpu.py" --versions --device "$torch_device"
+LD_LIBRARY_PATH=$torch_ld_path "$python" "$here/bench_torch_gpu.py" --versions \
+    --device "$torch_device"
 echo "pneumoseg $(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)," \
      "sizes: $sizes; precisions: $precisions; modes: $modes; base $base;" \
      "batch cap $max_batch; algorithms: $algo"
@@ -76,8 +83,9 @@ trap 'rm -rf "$work"' EXIT
 trap '' PIPE
 # PyTorch answers one line per request line, through two FIFOs.
 mkfifo "$work/to_torch" "$work/from_torch"
-"$python" "$here/bench_torch_gpu.py" --serve --device "$torch_device" --base "$base" \
-    --seconds "$seconds" $torch_bench <"$work/to_torch" >"$work/from_torch" &
+LD_LIBRARY_PATH=$torch_ld_path "$python" "$here/bench_torch_gpu.py" --serve \
+    --device "$torch_device" --base "$base" --seconds "$seconds" $torch_bench \
+    <"$work/to_torch" >"$work/from_torch" &
 torch_pid=$!
 exec 3>"$work/to_torch" 4<"$work/from_torch"
 
