@@ -24,7 +24,9 @@
 # (heuristic; measured makes pneumoseg time cuDNN's algorithms and PyTorch
 # run with cudnn.benchmark), BUDGET_S (480: configurations not started by
 # then are skipped, so the run ends inside the device tool's 10 minutes),
-# PYTHON (python3). BACKEND=reference checks this script on a machine
+# RUN_LIMIT_S (180: a pneumoseg search and timing still running then is
+# stopped and its row marked failed, so one stuck run cannot use up the
+# budget), PYTHON (python3). BACKEND=reference checks this script on a machine
 # without a GPU: pneumoseg on its reference backend, PyTorch on the CPU
 # (tiny sizes only, e.g. SIZES=32 BASE=4 MAX_BATCH=4; the figures mean
 # nothing).
@@ -41,6 +43,7 @@ max_batch=${MAX_BATCH:-256}
 seconds=${RUN_SECONDS:-1}
 algo=${ALGO:-heuristic}
 budget=${BUDGET_S:-480}
+run_limit=${RUN_LIMIT_S:-180}
 backend=${BACKEND:-cuda}
 start=$(date +%s)
 
@@ -101,9 +104,10 @@ for size in $sizes; do
                 echo "$mode $size $precision skipped" >>"$work/rows"
                 continue
             fi
-            ours=$("$build/bench_gpu" --backend "$backend" --mode "$mode" --size "$size" \
-                --base "$base" --precision "$precision" --batch max --max-batch "$max_batch" \
-                --seconds "$seconds" --algo "$algo") || true
+            ours=$(timeout "$run_limit" "$build/bench_gpu" --backend "$backend" --mode "$mode" \
+                --size "$size" --base "$base" --precision "$precision" --batch max \
+                --max-batch "$max_batch" --seconds "$seconds" --algo "$algo") ||
+                echo "bench_gpu $mode $size $precision: exit $? (124: past RUN_LIMIT_S=$run_limit s)" >&2
             echo "$ours"
             line=$(echo "$ours" | grep '^pneumoseg ' || echo "pneumoseg failed")
             batch=$(echo "$line" | field batch)
