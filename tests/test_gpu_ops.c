@@ -485,6 +485,7 @@ static void check_errors(void)
 
 int main(void)
 {
+    gpu_test_begin();
     int skip = gpu_test_skip_reason("test_gpu_ops");
     if (skip)
         return skip;

@@ -488,6 +488,7 @@ static void run_all(pnx_backend *be, int deterministic)
 
 int main(void)
 {
+    gpu_test_begin();
     if (gpu_test_standin()) {
         printf("test_gpu_ops_bf16: SKIPPED: mixed precision runs on the CUDA backend only; the "
                "stand-in '%s' computes in float32\n", gpu_test_standin());

@@ -245,6 +245,8 @@ static void train_and_check(const char *precision, const char *device, int stand
 
 int main(void)
 {
+    /* Line-buffered: through a pipe, the epoch table stays beside stderr. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *standin = getenv("PNX_GPU_TEST_STANDIN");
     const int on_cpu = standin && strcmp(standin, "cpu") == 0;
     if (standin && *standin && !on_cpu) {

@@ -390,6 +390,7 @@ static void check_bf16(pnx_backend *ref, const char *dir, const batch *small, co
 
 int main(void)
 {
+    gpu_test_begin();
     int skip = gpu_test_skip_reason("test_gpu_unet");
     if (skip)
         return skip;

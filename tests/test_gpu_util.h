@@ -47,6 +47,14 @@ static int gpu_checks;
         GPU_CHECK(rc_ == 0, "%s -> %d (%s)", #call, rc_, pnx_errmsg());                           \
     } while (0)
 
+/* First thing in main: stdout line-buffered, so that through a pipe
+ * (`test_gpu_ops 2>&1 | tee log`) each printed error stays beside the FAIL
+ * lines of stderr, and a run killed by a timeout keeps what it printed. */
+static inline void gpu_test_begin(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 /* PNX_GPU_TEST_STANDIN=cpu (or reference) runs a test with that backend in
  * the GPU's place: a check of the test itself on a machine without a GPU
  * (the CPU backend only where the test was built with it). */

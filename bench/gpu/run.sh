@@ -24,7 +24,9 @@
 # (heuristic; measured makes pneumoseg time cuDNN's algorithms and PyTorch
 # run with cudnn.benchmark), BUDGET_S (480: configurations not started by
 # then are skipped, so the run ends inside the device tool's 10 minutes),
-# PYTHON (python3). BACKEND=reference checks this script on a machine
+# RUN_LIMIT_S (180: a pneumoseg search and timing still running then is
+# stopped and its row marked failed, so one stuck run cannot use up the
+# budget), PYTHON (python3). BACKEND=reference checks this script on a machine
 # without a GPU: pneumoseg on its reference backend, PyTorch on the CPU
 # (tiny sizes only, e.g. SIZES=32 BASE=4 MAX_BATCH=4; the figures mean
 # nothing).
@@ -41,6 +43,7 @@ max_batch=${MAX_BATCH:-256}
 seconds=${RUN_SECONDS:-1}
 algo=${ALGO:-heuristic}
 budget=${BUDGET_S:-480}
+run_limit=${RUN_LIMIT_S:-180}
 backend=${BACKEND:-cuda}
 start=$(date +%s)
 
@@ -49,6 +52,12 @@ torch_device=cuda torch_bench=
 [ "$algo" = measured ] && torch_bench=--cudnn-benchmark
 
 "$root/model/cuda/standalone/build.sh" "$build" >&2
+# env.sh puts cuDNN's and the CUDA toolkit's folders first in
+# LD_LIBRARY_PATH, for bench_gpu. PyTorch runs with the caller's: its pip
+# wheels find their own CUDA libraries through RUNPATH, which
+# LD_LIBRARY_PATH overrides, and the toolkit's libraries may not be the
+# versions it was built against.
+torch_ld_path=${LD_LIBRARY_PATH-}
 . "$build/env.sh"
 
 echo "== versions"
@@ -65,7 +74,8 @@ if [ "$backend" = cuda ]; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version | tail -n 1
 fi
-"$python" "$here/bench_torch_gpu.py" --versions --device "$torch_device"
+LD_LIBRARY_PATH=$torch_ld_path "$python" "$here/bench_torch_gpu.py" --versions \
+    --device "$torch_device"
 echo "pneumoseg $(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)," \
      "sizes: $sizes; precisions: $precisions; modes: $modes; base $base;" \
      "batch cap $max_batch; algorithms: $algo"
@@ -76,8 +86,9 @@ trap 'rm -rf "$work"' EXIT
 trap '' PIPE
 # PyTorch answers one line per request line, through two FIFOs.
 mkfifo "$work/to_torch" "$work/from_torch"
-"$python" "$here/bench_torch_gpu.py" --serve --device "$torch_device" --base "$base" \
-    --seconds "$seconds" $torch_bench <"$work/to_torch" >"$work/from_torch" &
+LD_LIBRARY_PATH=$torch_ld_path "$python" "$here/bench_torch_gpu.py" --serve \
+    --device "$torch_device" --base "$base" --seconds "$seconds" $torch_bench \
+    <"$work/to_torch" >"$work/from_torch" &
 torch_pid=$!
 exec 3>"$work/to_torch" 4<"$work/from_torch"
 
@@ -93,9 +104,10 @@ for size in $sizes; do
                 echo "$mode $size $precision skipped" >>"$work/rows"
                 continue
             fi
-            ours=$("$build/bench_gpu" --backend "$backend" --mode "$mode" --size "$size" \
-                --base "$base" --precision "$precision" --batch max --max-batch "$max_batch" \
-                --seconds "$seconds" --algo "$algo") || true
+            ours=$(timeout "$run_limit" "$build/bench_gpu" --backend "$backend" --mode "$mode" \
+                --size "$size" --base "$base" --precision "$precision" --batch max \
+                --max-batch "$max_batch" --seconds "$seconds" --algo "$algo") ||
+                echo "bench_gpu $mode $size $precision: exit $? (124: past RUN_LIMIT_S=$run_limit s)" >&2
             echo "$ours"
             line=$(echo "$ours" | grep '^pneumoseg ' || echo "pneumoseg failed")
             batch=$(echo "$line" | field batch)

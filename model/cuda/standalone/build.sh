@@ -9,7 +9,8 @@
 #
 # Finds cuDNN in $CUDNN_ROOT, the CUDA toolkit, /usr, or the pip package
 # nvidia-cudnn-cu13 (as PyTorch installs it). Leaves in BUILD_DIR:
-#   test_gpu_ops, test_gpu_unet   the gpu tests (exit 0 pass, 1 fail, 77 skip)
+#   test_gpu_ops, test_gpu_ops_bf16, test_gpu_unet
+#                                 the gpu tests (exit 0 pass, 1 fail, 77 skip)
 #   bench_gpu                     bench/gpu/bench_gpu.c
 #   env.sh                        `. BUILD_DIR/env.sh` sets LD_LIBRARY_PATH
 # CUDA_ARCH (default "-gencode=arch=compute_90,code=sm_90
