@@ -153,6 +153,7 @@ static void learn(pnx_backend *be, const sample_set *train, const sample_set *te
 
 int main(void)
 {
+    gpu_test_begin();
     int skip = gpu_test_skip_reason("test_gpu_learn");
     if (skip)
         return skip;
