@@ -38,6 +38,7 @@ enum {
     OPT_BATCH,
     OPT_THREADS,
     OPT_DEVICE,
+    OPT_PRECISION,
     OPT_SIZE,
 };
 
@@ -73,6 +74,9 @@ static void usage(FILE *out)
             "  --threads T        CPU threads and decode workers (default: all CPUs)\n"
             "  --device D         cpu (default), cuda, auto (the GPU when present), or\n"
             "                     reference (the slow, plain-loop oracle, for checks)\n"
+            "  --precision P      on a GPU: fp32 (default), tf32 (TF32 convolutions) or bf16\n"
+            "                     (mixed precision: bfloat16 activations); the CPU computes\n"
+            "                     in fp32\n"
             "\n"
             "The configuration file and the database are not used.\n"
             "\n" PNX_CLI_COMMON_HELP,
@@ -278,6 +282,7 @@ typedef struct predict_args {
     char **inputs;
     int n_inputs, batch, reference, dicom;
     int device; /* enum pnx_model_device, when not reference */
+    int allow_tf32, mixed_bf16;
     unsigned threads;
     long size;
 } predict_args;
@@ -292,13 +297,20 @@ static int run_predict(const predict_args *a, int *n_failed)
     dicom_input dicom = {0};
     const pnx_st_tensor *input = NULL;
     uint32_t side = 0;
-    pnx_device_request req = {.device = a->device, .threads = a->threads};
+    pnx_device_request req = {.device = a->device,
+                              .threads = a->threads,
+                              .allow_tf32 = a->allow_tf32,
+                              .mixed_bf16 = a->mixed_bf16};
     const char *kind = NULL;
     char desc[320];
     int rc = a->reference ? pnx_backend_reference_create(&be)
                           : pnx_backend_open(&be, &req, &kind, desc, sizeof desc);
-    if (!rc && !a->reference)
+    if (!rc && !a->reference) {
         pnx_log_info("device %s", desc);
+        if ((a->allow_tf32 || a->mixed_bf16) && strcmp(kind, "cpu") == 0)
+            pnx_log_warn("--precision %s applies on a GPU only; the CPU computes in fp32",
+                         a->mixed_bf16 ? "bf16" : "tf32");
+    }
     pnx_checkpoint_info info = {0};
     if (!rc)
         rc = pnx_checkpoint_load(&model, be, a->model, &info);
@@ -372,6 +384,7 @@ int pnx_cmd_predict(int argc, char **argv)
         {"batch-size", required_argument, 0, OPT_BATCH},
         {"threads", required_argument, 0, OPT_THREADS},
         {"device", required_argument, 0, OPT_DEVICE},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {"size", required_argument, 0, OPT_SIZE},
         PNX_CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
@@ -379,7 +392,7 @@ int pnx_cmd_predict(int argc, char **argv)
     pnx_cli_common common;
     pnx_cli_common_init(&common);
     predict_args a = {0};
-    const char *device = "cpu";
+    const char *device = "cpu", *precision = "fp32";
     long batch = DEFAULT_BATCH, threads = 0;
     int opt, rc = 0;
     optind = 1;
@@ -390,6 +403,7 @@ int pnx_cmd_predict(int argc, char **argv)
         case OPT_BATCH: rc = parse_int_option("--batch-size", optarg, 1, MAX_BATCH, &batch); break;
         case OPT_THREADS: rc = parse_int_option("--threads", optarg, 0, 1024, &threads); break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_PRECISION: precision = optarg; break;
         case OPT_SIZE:
             rc = parse_int_option("--size", optarg, PNX_UNET_SIZE_MULTIPLE, MAX_SIDE, &a.size);
             if (!rc && a.size % PNX_UNET_SIZE_MULTIPLE)
@@ -427,6 +441,15 @@ int pnx_cmd_predict(int argc, char **argv)
     } else {
         fprintf(stderr, "pneumoseg predict: --device '%s': expected cpu, cuda, auto or "
                         "reference\n", device);
+        return PNX_EXIT_USAGE;
+    }
+    if (strcmp(precision, "tf32") == 0) {
+        a.allow_tf32 = 1;
+    } else if (strcmp(precision, "bf16") == 0) {
+        a.mixed_bf16 = 1;
+    } else if (strcmp(precision, "fp32") != 0) {
+        fprintf(stderr, "pneumoseg predict: --precision '%s': expected fp32, tf32 or bf16\n",
+                precision);
         return PNX_EXIT_USAGE;
     }
     a.inputs = argv + optind;

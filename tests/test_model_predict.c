@@ -107,6 +107,13 @@ static void test_predict_matches_pytorch(void **state)
     assert_int_equal(run(args), 0);
     check_logits();
     unlink(output);
+    /* bf16 is for GPUs: the CPU computes in fp32 (and warns, which -q hides),
+     * the same logits. */
+    snprintf(args, sizeof args, "--model %s %s -o %s --device cpu --precision bf16", MODEL,
+             input, output);
+    assert_int_equal(run(args), 0);
+    check_logits();
+    unlink(output);
 }
 
 static void test_predict_errors(void **state)
@@ -145,6 +152,12 @@ static void test_predict_errors(void **state)
 
     snprintf(args, sizeof args, "--model %s %s -o %s --batch-size 0", MODEL, input, output);
     assert_int_equal(run(args), 1);
+    assert_int_equal(access(output, F_OK), -1);
+
+    /* fp16 is not built: a usage error naming the choices. */
+    snprintf(args, sizeof args, "--model %s %s -o %s --precision fp16", MODEL, input, output);
+    assert_int_equal(run(args), 1);
+    assert_true(stderr_mentions("expected fp32, tf32 or bf16"));
     assert_int_equal(access(output, F_OK), -1);
 }
 
