@@ -1,7 +1,7 @@
-# The bfloat16 NHWC kernels (model/cuda/bf16_kernels.cu, bf16_reduce.cu) on
-# the CPU: a host C++ compiler builds those files with the grid emulator
-# (tests/cuda_emu.h) included first, and test_cuda_emu checks every launcher against the
-# reference ops. Needs only the CUDA toolkit's headers (cuda_bf16.h), no
+# The bfloat16 NHWC kernels (model/cuda/bf16_kernels.cu, bf16_reduce.cu,
+# bf16_narrow.cu) on the CPU: a host C++ compiler builds those files with the
+# grid emulator (tests/cuda_emu.h) included first, and test_cuda_emu checks
+# every launcher against the reference ops. Needs only the CUDA toolkit's headers (cuda_bf16.h), no
 # GPU and no nvcc; where they are absent the test is registered as skipped.
 unset(_pnx_emu_cuda_inc)
 if(CUDAToolkit_FOUND)
@@ -9,7 +9,8 @@ if(CUDAToolkit_FOUND)
 endif()
 if(_pnx_emu_cuda_inc AND TARGET pnx_model)
   set(_pnx_bfk_sources "${PROJECT_SOURCE_DIR}/model/cuda/bf16_kernels.cu"
-                       "${PROJECT_SOURCE_DIR}/model/cuda/bf16_reduce.cu")
+                       "${PROJECT_SOURCE_DIR}/model/cuda/bf16_reduce.cu"
+                       "${PROJECT_SOURCE_DIR}/model/cuda/bf16_narrow.cu")
   # In this directory only: the .cu files are C++ for the host compiler.
   set_source_files_properties(${_pnx_bfk_sources} PROPERTIES LANGUAGE CXX)
   add_library(pnx_bfk_emu OBJECT ${_pnx_bfk_sources})

@@ -104,6 +104,38 @@ int pnx_bfk_concat(cudaStream_t s, const pnx_bf16 *a, int ca, const pnx_bf16 *b,
 int pnx_bfk_split(cudaStream_t s, const pnx_bf16 *dy, int ca, int cb, size_t pixels,
                   pnx_bf16 *da, int da_acc, pnx_bf16 *db, int db_acc);
 
+/* ---- narrow convolutions (bf16_narrow.cu) --------------------------------------- */
+
+/* The U-Net's two single-channel convolutions, as backend.h's conv ops with
+ * bfloat16 NHWC activations and float32 weights, biases and gradients in
+ * backend.h's layouts (read as they are, not converted). cuDNN's bfloat16
+ * NHWC kernels want channel counts that are multiples of 8; these run
+ * instead. The weight and bias gradients are accumulated (+=) from sums in
+ * double, in a fixed order; dx is = or += (acc) and may be NULL (not
+ * wanted). bias may be NULL in the forwards (no bias). */
+
+/* Bytes of scratch the backward reductions need for P pixels of k output
+ * channels (3×3, one input channel) or c input channels (1×1, one output). */
+size_t pnx_bfk_conv3x3_in1_scratch(size_t pixels, int k);
+size_t pnx_bfk_conv1x1_out1_scratch(size_t pixels, int c);
+
+/* 3×3, pad 1, one input channel: x (N,H,W,1) of shape xd (xd.c = 1), w
+ * (K,1,3,3), bias (K) → y (N,H,W,K). */
+int pnx_bfk_conv3x3_in1_forward(cudaStream_t s, const pnx_bf16 *x, pnx_dims xd, const float *w,
+                                const float *bias, int k, pnx_bf16 *y);
+/* dy (N,H,W,K) → dx (N,H,W,1), dw (K,1,3,3) +=, db (K) +=. */
+int pnx_bfk_conv3x3_in1_backward(cudaStream_t s, const pnx_bf16 *x, pnx_dims xd, const float *w,
+                                 int k, const pnx_bf16 *dy, pnx_bf16 *dx, int acc, float *dw,
+                                 float *db, void *scratch);
+/* 1×1, one output channel, over P pixels: x (P,C), w (1,C,1,1), bias (1)
+ * → y (P,1). */
+int pnx_bfk_conv1x1_out1_forward(cudaStream_t s, const pnx_bf16 *x, size_t pixels, int c,
+                                 const float *w, const float *bias, pnx_bf16 *y);
+/* dy (P,1) → dx (P,C), dw (1,C,1,1) +=, db (1) +=. */
+int pnx_bfk_conv1x1_out1_backward(cudaStream_t s, const pnx_bf16 *x, size_t pixels, int c,
+                                  const float *w, const pnx_bf16 *dy, pnx_bf16 *dx, int acc,
+                                  float *dw, float *db, void *scratch);
+
 /* ---- the loss ------------------------------------------------------------------ */
 
 /* The loss over count logits and targets (one channel, so NHWC = NCHW) is

@@ -81,7 +81,7 @@ o=$out/obj/model_cuda_cuda_kernels.o
 "$nvcc" -std=c++17 -O3 $arch -Xcompiler=-Wall,-Wextra -I"$root" -I"$cudnn_inc" \
     -c "$root/model/cuda/cuda_kernels.cu" -o "$o"
 objs="$objs $o"
-for f in bf16_kernels bf16_reduce; do
+for f in bf16_kernels bf16_reduce bf16_narrow; do
     o=$out/obj/model_cuda_$f.o
     "$nvcc" -std=c++17 -O3 $arch -Xcompiler=-Wall,-Wextra -I"$root" -I"$cudnn_inc" \
         -c "$root/model/cuda/$f.cu" -o "$o"
