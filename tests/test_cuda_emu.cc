@@ -1,9 +1,9 @@
 /*
  * tests/test_cuda_emu.cc — the bfloat16 NHWC kernels (model/cuda/
- * bf16_kernels.cu, bf16_reduce.cu), run on the CPU by the grid emulator
- * (tests/cuda_emu.h),
- * against the reference ops (model/ops_ref.c, float32 NCHW) on the same
- * inputs rounded to bfloat16, and against double-precision oracles.
+ * bf16_kernels.cu, bf16_reduce.cu, bf16_narrow.cu), run on the CPU by the
+ * grid emulator (tests/cuda_emu.h), against the reference ops
+ * (model/ops_ref.c, float32 NCHW) on the same inputs rounded to bfloat16,
+ * and against double-precision oracles.
  *
  * "Device memory" here is host memory as cudaMalloc would give it (256-byte
  * aligned), filled with NaN bytes (0xff) so that an output a kernel forgets
@@ -1079,6 +1079,193 @@ void test_loss(void **state)
     }
 }
 
+/* ---- narrow convolutions (bf16_narrow.cu) ---------------------------------------------- */
+
+/* Every narrow-convolution case: y and dx against the reference within one
+ * rounding (kOnce: the kernels sum at most 9·64 products in float32, whose
+ * error is ~1e-5 of the terms, next to u); dw and db, float32 from double
+ * sums of exact bfloat16 products, within kSums. The three backward calls
+ * (dx =, dx += into a non-zero dx, dx NULL) each accumulate into their own
+ * copy of non-zero dw, db and must agree bitwise. */
+struct narrow_case {
+    pnx_dims xd; /* the convolution's input, NCHW terms */
+    int cout;
+};
+
+void check_narrow(const char *what, const char *quantity, const std::vector<float> &got,
+                  const std::vector<float> &want, double tol)
+{
+    ASSERT_NORMWISE(got, want, tol, "%s: %s", what, quantity);
+}
+
+/* 3×3 pad 1 with one input channel: x (N,1,H,W) is NHWC as it is. */
+void test_conv3x3_in1(void **state)
+{
+    (void)state;
+    std::vector<narrow_case> cases;
+    const pnx_dims sizes[] = {{1, 1, 5, 7}, {3, 1, 17, 9}, {2, 1, 1, 1}, {1, 1, 2, 3}};
+    const int ks[] = {1, 3, 8, 64};
+    for (pnx_dims xd : sizes)
+        for (int k : ks)
+            cases.push_back({xd, k});
+    cases.push_back({{1, 1, 300, 260}, 8}); /* the reduction folds twice */
+    cases.push_back({{2, 1, 40, 33}, 1});   /* and once */
+    for (const narrow_case &cs : cases) {
+        const pnx_dims xd = cs.xd;
+        const int k = cs.cout;
+        const pnx_dims yd = {xd.n, k, xd.h, xd.w};
+        const size_t p = pixels_of(xd), ny = pnx_dims_count(yd), nw = (size_t)k * 9;
+        const std::vector<float> x = random_values(p, 1.0);
+        const std::vector<float> w = random_floats(nw, 0.5), bias = random_floats((size_t)k, 0.5);
+        const std::vector<float> dy = random_values(ny, 1.0), dx0 = random_values(p, 2.0);
+        const std::vector<float> dw0 = random_floats(nw, 1.0), db0 = random_floats((size_t)k, 1.0);
+        const std::vector<uint16_t> xb = to_nhwc(x, xd), dyb = to_nhwc(dy, yd);
+        const std::vector<uint16_t> dx0b = to_nhwc(dx0, xd);
+        results r = run_all([&](size_t mis) {
+            results out;
+            pnx_bf16 *xp = dev_copy(xb, mis), *dyp = dev_copy(dyb, mis);
+            float *wp = dev_copy(w), *bp = dev_copy(bias);
+            pnx_bf16 *yp = (pnx_bf16 *)dev_alloc(ny * 2, mis);
+            pnx_bf16 *y0 = (pnx_bf16 *)dev_alloc(ny * 2, mis);
+            assert_int_equal(pnx_bfk_conv3x3_in1_forward(kStream, xp, xd, wp, bp, k, yp), 0);
+            assert_int_equal(pnx_bfk_conv3x3_in1_forward(kStream, xp, xd, wp, nullptr, k, y0), 0);
+            out.add("y", host_copy(yp, ny));
+            out.add("y no bias", host_copy(y0, ny));
+            const size_t sb = pnx_bfk_conv3x3_in1_scratch(p, k);
+            assert_true(sb > 0);
+            for (int mode = 0; mode < 3; mode++) { /* dx =, dx +=, dx NULL */
+                pnx_bf16 *dxp = mode == 2 ? nullptr
+                                : mode == 1 ? dev_copy(dx0b, mis)
+                                            : (pnx_bf16 *)dev_alloc(p * 2, mis);
+                float *dwp = dev_copy(dw0), *dbp = dev_copy(db0);
+                void *scratch = dev_alloc(sb, mis);
+                assert_int_equal(pnx_bfk_conv3x3_in1_backward(kStream, xp, xd, wp, k, dyp, dxp,
+                                                              mode == 1, dwp, dbp, scratch),
+                                 0);
+                const std::string m = std::to_string(mode);
+                if (dxp)
+                    out.add(("dx " + m).c_str(), host_copy(dxp, p));
+                out.add(("dw " + m).c_str(), host_copy(dwp, nw));
+                out.add(("db " + m).c_str(), host_copy(dbp, (size_t)k));
+            }
+            return out;
+        });
+        char what[96];
+        snprintf(what, sizeof what, "3x3 conv of one channel %s to %d", dims_str(xd).c_str(), k);
+        std::vector<float> y(ny), y0(ny), dx(p), dxa = dx0, dw = dw0, db = db0;
+        std::vector<float> dw_a = dw0, db_a = db0;
+        pnx_ref_conv3x3_forward(x.data(), xd, w.data(), bias.data(), k, y.data());
+        pnx_ref_conv3x3_forward(x.data(), xd, w.data(), nullptr, k, y0.data());
+        pnx_ref_conv3x3_backward(x.data(), xd, w.data(), k, dy.data(), dx.data(), 0, dw.data(),
+                                 db.data());
+        pnx_ref_conv3x3_backward(x.data(), xd, w.data(), k, dy.data(), dxa.data(), 1,
+                                 dw_a.data(), db_a.data());
+        check_narrow(what, "y", to_nchw(r.get<uint16_t>("y").data(), yd), y, kOnce);
+        check_narrow(what, "y no bias", to_nchw(r.get<uint16_t>("y no bias").data(), yd), y0,
+                     kOnce);
+        check_narrow(what, "dx", floats_of(r.get<uint16_t>("dx 0")), dx, kOnce);
+        check_narrow(what, "dx +=", floats_of(r.get<uint16_t>("dx 1")), dxa, kOnce);
+        check_narrow(what, "dw", r.get<float>("dw 0"), dw, kSums);
+        check_narrow(what, "db", r.get<float>("db 0"), db, kSums);
+        for (const char *m : {"1", "2"}) {
+            if (r.get<float>((std::string("dw ") + m).c_str()) != r.get<float>("dw 0") ||
+                r.get<float>((std::string("db ") + m).c_str()) != r.get<float>("db 0"))
+                fail_msg("%s: dw, db differ between the backward calls", what);
+        }
+    }
+}
+
+/* 1×1 with one output channel: y and dy (N,1,H,W) are NHWC as they are. */
+void test_conv1x1_out1(void **state)
+{
+    (void)state;
+    std::vector<narrow_case> cases;
+    const pnx_dims sizes[] = {{1, 0, 5, 7}, {3, 0, 17, 9}, {2, 0, 1, 1}};
+    const int cs_[] = {1, 5, 8, 64};
+    for (pnx_dims base : sizes)
+        for (int c : cs_)
+            cases.push_back({{base.n, c, base.h, base.w}, 1});
+    cases.push_back({{1, 8, 300, 260}, 1}); /* the reduction folds twice */
+    cases.push_back({{2, 5, 40, 33}, 1});   /* and once */
+    for (const narrow_case &cs : cases) {
+        const pnx_dims xd = cs.xd;
+        const int c = xd.c;
+        const pnx_dims yd = {xd.n, 1, xd.h, xd.w};
+        const size_t p = pixels_of(xd), nx = pnx_dims_count(xd);
+        const std::vector<float> x = random_values(nx, 1.0);
+        const std::vector<float> w = random_floats((size_t)c, 0.5), bias = random_floats(1, 0.5);
+        const std::vector<float> dy = random_values(p, 1.0), dx0 = random_values(nx, 2.0);
+        const std::vector<float> dw0 = random_floats((size_t)c, 1.0), db0 = random_floats(1, 1.0);
+        const std::vector<uint16_t> xb = to_nhwc(x, xd), dyb = to_nhwc(dy, yd);
+        const std::vector<uint16_t> dx0b = to_nhwc(dx0, xd);
+        results r = run_all([&](size_t mis) {
+            results out;
+            pnx_bf16 *xp = dev_copy(xb, mis), *dyp = dev_copy(dyb, mis);
+            float *wp = dev_copy(w), *bp = dev_copy(bias);
+            pnx_bf16 *yp = (pnx_bf16 *)dev_alloc(p * 2, mis);
+            pnx_bf16 *y0 = (pnx_bf16 *)dev_alloc(p * 2, mis);
+            assert_int_equal(pnx_bfk_conv1x1_out1_forward(kStream, xp, p, c, wp, bp, yp), 0);
+            assert_int_equal(pnx_bfk_conv1x1_out1_forward(kStream, xp, p, c, wp, nullptr, y0), 0);
+            out.add("y", host_copy(yp, p));
+            out.add("y no bias", host_copy(y0, p));
+            const size_t sb = pnx_bfk_conv1x1_out1_scratch(p, c);
+            assert_true(sb > 0);
+            for (int mode = 0; mode < 3; mode++) { /* dx =, dx +=, dx NULL */
+                pnx_bf16 *dxp = mode == 2 ? nullptr
+                                : mode == 1 ? dev_copy(dx0b, mis)
+                                            : (pnx_bf16 *)dev_alloc(nx * 2, mis);
+                float *dwp = dev_copy(dw0), *dbp = dev_copy(db0);
+                void *scratch = dev_alloc(sb, mis);
+                assert_int_equal(pnx_bfk_conv1x1_out1_backward(kStream, xp, p, c, wp, dyp, dxp,
+                                                               mode == 1, dwp, dbp, scratch),
+                                 0);
+                const std::string m = std::to_string(mode);
+                if (dxp)
+                    out.add(("dx " + m).c_str(), host_copy(dxp, nx));
+                out.add(("dw " + m).c_str(), host_copy(dwp, (size_t)c));
+                out.add(("db " + m).c_str(), host_copy(dbp, 1));
+            }
+            return out;
+        });
+        char what[96];
+        snprintf(what, sizeof what, "1x1 conv of %s to one channel", dims_str(xd).c_str());
+        std::vector<float> y(p), y0(p), dx(nx), dxa = dx0, dw = dw0, db = db0;
+        std::vector<float> dw_a = dw0, db_a = db0;
+        pnx_ref_conv1x1_forward(x.data(), xd, w.data(), bias.data(), 1, y.data());
+        pnx_ref_conv1x1_forward(x.data(), xd, w.data(), nullptr, 1, y0.data());
+        pnx_ref_conv1x1_backward(x.data(), xd, w.data(), 1, dy.data(), dx.data(), 0, dw.data(),
+                                 db.data());
+        pnx_ref_conv1x1_backward(x.data(), xd, w.data(), 1, dy.data(), dxa.data(), 1,
+                                 dw_a.data(), db_a.data());
+        check_narrow(what, "y", floats_of(r.get<uint16_t>("y")), y, kOnce);
+        check_narrow(what, "y no bias", floats_of(r.get<uint16_t>("y no bias")), y0, kOnce);
+        check_narrow(what, "dx", to_nchw(r.get<uint16_t>("dx 0").data(), xd), dx, kOnce);
+        check_narrow(what, "dx +=", to_nchw(r.get<uint16_t>("dx 1").data(), xd), dxa, kOnce);
+        check_narrow(what, "dw", r.get<float>("dw 0"), dw, kSums);
+        check_narrow(what, "db", r.get<float>("db 0"), db, kSums);
+        for (const char *m : {"1", "2"}) {
+            if (r.get<float>((std::string("dw ") + m).c_str()) != r.get<float>("dw 0") ||
+                r.get<float>((std::string("db ") + m).c_str()) != r.get<float>("db 0"))
+                fail_msg("%s: dw, db differ between the backward calls", what);
+        }
+    }
+}
+
+/* The narrow reductions' scratch at the U-Net's sizes (512², batch 16)
+ * stays modest; none for no pixels. */
+void test_narrow_scratch_size(void **state)
+{
+    (void)state;
+    const size_t p = (size_t)16 * 512 * 512;
+    const int channels[] = {1, 5, 8, 32, 64};
+    for (int c : channels) {
+        assert_true(pnx_bfk_conv3x3_in1_scratch(p, c) <= ((size_t)32 << 20));
+        assert_true(pnx_bfk_conv1x1_out1_scratch(p, c) <= ((size_t)32 << 20));
+    }
+    assert_int_equal(pnx_bfk_conv3x3_in1_scratch(0, 8), 0);
+    assert_int_equal(pnx_bfk_conv1x1_out1_scratch(0, 8), 0);
+}
+
 } // namespace
 
 int main(void)
@@ -1092,6 +1279,8 @@ int main(void)
         cmocka_unit_test(test_large_reductions), cmocka_unit_test(test_scratch_size),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_concat_split), cmocka_unit_test(test_loss),
+        cmocka_unit_test(test_conv3x3_in1), cmocka_unit_test(test_conv1x1_out1),
+        cmocka_unit_test(test_narrow_scratch_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
