@@ -1,7 +1,8 @@
 /*
  * model/cuda/cuda_bf16_ops.c — the CUDA backend's mixed-precision ops
  * table: each op that touches activations, on bfloat16 NHWC tensors, handed
- * to cudnn_conv.c (convolutions) or bf16_kernels.cu (everything else).
+ * to cudnn_conv.c (convolutions), bf16_narrow.cu (the convolutions with one
+ * input or one output channel) or bf16_kernels.cu (everything else).
  *
  * Promises: the semantics of backend.h, with activations rounded to
  * bfloat16 where they are stored and float32 (double in reductions) inside;
@@ -51,6 +52,89 @@ static int act_count(pnx_dims d, const char *what, size_t *count)
     }
     *count = n;
     return 0;
+}
+
+/* ---- convolutions with one channel ------------------------------------------------ */
+
+/* The first 3×3 conv (one input channel) and the 1×1 head (one output
+ * channel) run as direct kernels (bf16_narrow.cu): cuDNN's bfloat16 NHWC
+ * kernels want channel multiples of 8. Every other convolution is cuDNN's. */
+
+/* The pixel count N·H·W of a convolution of xd to cout channels, after
+ * checking that input and output counts fit (the output has cout channels). */
+static int conv_pixels(pnx_dims xd, int cout, const char *what, size_t *pixels)
+{
+    size_t count;
+    int rc = act_count(xd, what, &count);
+    if (!rc)
+        rc = act_count((pnx_dims){xd.n, cout, xd.h, xd.w}, what, &count);
+    if (!rc)
+        *pixels = count / (size_t)cout;
+    return rc;
+}
+
+static int bf16_conv3x3_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                const float *bias, int cout, float *y)
+{
+    if (xd.c != 1)
+        return pnx_cudnn_bf16_conv3x3_forward(be, x, xd, w, bias, cout, y);
+    size_t pixels;
+    int rc = conv_pixels(xd, cout, "3x3 convolution", &pixels);
+    if (rc)
+        return rc;
+    return pnx_bfk_conv3x3_in1_forward(cuda_of(be)->stream, in_bf16(x), xd, w, bias, cout,
+                                       out_bf16(y));
+}
+
+static int bf16_conv3x3_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                 int cout, const float *dy, float *dx, int acc, float *dw,
+                                 float *db)
+{
+    if (xd.c != 1)
+        return pnx_cudnn_bf16_conv3x3_backward(be, x, xd, w, cout, dy, dx, acc, dw, db);
+    size_t pixels;
+    int rc = conv_pixels(xd, cout, "3x3 convolution backward", &pixels);
+    if (rc)
+        return rc;
+    void *scratch;
+    rc = pnx_cuda_scratch(be, pnx_bfk_conv3x3_in1_scratch(pixels, cout), &scratch);
+    if (rc)
+        return rc;
+    return pnx_bfk_conv3x3_in1_backward(cuda_of(be)->stream, in_bf16(x), xd, w, cout,
+                                        in_bf16(dy), out_bf16(dx), acc, dw, db,
+                                        scratch);
+}
+
+static int bf16_conv1x1_forward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                const float *bias, int cout, float *y)
+{
+    if (cout != 1)
+        return pnx_cudnn_bf16_conv1x1_forward(be, x, xd, w, bias, cout, y);
+    size_t pixels;
+    int rc = conv_pixels(xd, cout, "1x1 convolution", &pixels);
+    if (rc)
+        return rc;
+    return pnx_bfk_conv1x1_out1_forward(cuda_of(be)->stream, in_bf16(x), pixels, xd.c, w, bias,
+                                        out_bf16(y));
+}
+
+static int bf16_conv1x1_backward(pnx_backend *be, const float *x, pnx_dims xd, const float *w,
+                                 int cout, const float *dy, float *dx, int acc, float *dw,
+                                 float *db)
+{
+    if (cout != 1)
+        return pnx_cudnn_bf16_conv1x1_backward(be, x, xd, w, cout, dy, dx, acc, dw, db);
+    size_t pixels;
+    int rc = conv_pixels(xd, cout, "1x1 convolution backward", &pixels);
+    if (rc)
+        return rc;
+    void *scratch;
+    rc = pnx_cuda_scratch(be, pnx_bfk_conv1x1_out1_scratch(pixels, xd.c), &scratch);
+    if (rc)
+        return rc;
+    return pnx_bfk_conv1x1_out1_backward(cuda_of(be)->stream, in_bf16(x), pixels, xd.c, w,
+                                         in_bf16(dy), out_bf16(dx), acc, dw, db,
+                                         scratch);
 }
 
 /* ---- BatchNorm, ReLU ----------------------------------------------------------- */
@@ -322,10 +406,10 @@ int pnx_cuda_bf16_install(pnx_backend *be, pnx_backend_ops *ops)
                         "BF16 mixed precision needs a GPU of compute capability %d.0 or newer "
                         "(Ampere, Hopper); device %d is sm_%d%d: use precision fp32",
                         BF16_MIN_MAJOR, device, major, minor);
-    ops->conv3x3_forward = pnx_cudnn_bf16_conv3x3_forward;
-    ops->conv3x3_backward = pnx_cudnn_bf16_conv3x3_backward;
-    ops->conv1x1_forward = pnx_cudnn_bf16_conv1x1_forward;
-    ops->conv1x1_backward = pnx_cudnn_bf16_conv1x1_backward;
+    ops->conv3x3_forward = bf16_conv3x3_forward;
+    ops->conv3x3_backward = bf16_conv3x3_backward;
+    ops->conv1x1_forward = bf16_conv1x1_forward;
+    ops->conv1x1_backward = bf16_conv1x1_backward;
     ops->upconv2x2_forward = pnx_cudnn_bf16_upconv2x2_forward;
     ops->upconv2x2_backward = pnx_cudnn_bf16_upconv2x2_backward;
     ops->batchnorm_forward = bf16_bn_forward;
