@@ -24,10 +24,11 @@
 
 namespace {
 
-/* Reduction lanes. A 3×3 lane does 80 double FMAs per 16-byte load and
- * writes 80 partial sums, so fewer lanes keep its partials (lanes × 640
- * bytes) near 10 MiB; a 1×1 lane does 8 and writes 8. */
-constexpr size_t kLanes3x3 = (size_t)1 << 14;
+/* Reduction lanes, about two blocks of 256 on each of an H100's 132 SMs.
+ * A 3×3 lane keeps one kernel row (3 taps, plus the bias in row 0) of 8
+ * channels: 32 sums in double, where all 9 taps would take ~250 registers
+ * and one block an SM. Partials stay under 16 MiB for any channel count. */
+constexpr size_t kLanes3x3 = (size_t)1 << 16;
 constexpr size_t kLanes1x1 = (size_t)1 << 16;
 /* A lane reads at least this many pixels, so that what it writes stays
  * small next to what it reads. */
@@ -50,24 +51,26 @@ __host__ __device__ __forceinline__ size_t width_1x1(int c)
 
 /* How a reduction over P pixels of C channels is cut: a lane takes 8
  * channels when C is a multiple of 8 (one 16-byte item), else one;
- * `groups` lanes cover a pixel's channels; lane t = j·groups + g reads
+ * `groups` channel groups cover a pixel, each split into `parts` lanes
+ * (3×3: one a kernel row); lane t = (j·groups + g)·parts + part reads
  * pixels j, j + slices, … */
 struct narrow_plan {
     bool vec;
-    size_t groups, slices, lanes, width;
+    size_t groups, parts, slices, lanes, width;
 };
 
-narrow_plan plan_narrow(size_t pixels, int c, size_t max_lanes, size_t width)
+narrow_plan plan_narrow(size_t pixels, int c, size_t parts, size_t max_lanes, size_t width)
 {
     narrow_plan pl;
     pl.vec = c % 8 == 0;
     pl.groups = pl.vec ? (size_t)c / 8 : (size_t)c;
-    size_t slices = ceil_div(max_lanes, pl.groups);
+    pl.parts = parts;
+    size_t slices = ceil_div(max_lanes, pl.groups * parts);
     const size_t by_work = ceil_div(pixels, kMinPixelsPerLane);
     if (slices > by_work)
         slices = by_work;
     pl.slices = slices < 1 ? 1 : slices;
-    pl.lanes = pl.slices * pl.groups;
+    pl.lanes = pl.slices * pl.groups * parts;
     pl.width = width;
     return pl;
 }
@@ -207,31 +210,37 @@ PNX_UNROLL
 
 /* ---- 3×3, one input channel: dw, db sums ------------------------------------------------- */
 
-/* Lane t = j·groups + g sums, over pixels j, j + slices, …, for its
- * channels k: Σ dy(p,k)·window_tap(p) (column tap·K + k) and Σ dy(p,k)
- * (column 9K + k), into part[j·width + column]. Products of two bfloat16
- * are exact in double. */
+/* Lane t = (j·groups + g)·3 + ky sums, over pixels j, j + slices, …, for
+ * its channels k: Σ dy(p,k)·window_tap(p) over the taps of kernel row ky
+ * (column tap·K + k) and, in row 0, Σ dy(p,k) (column 9K + k), into
+ * part[j·width + column]. The three lanes of a pixel's channels are
+ * adjacent and load the same dy. Products of two bfloat16 are exact in
+ * double. */
 template <bool V, bool A>
 __global__ void conv3x3_in1_sums_kernel(const pnx_bf16 *x, const pnx_bf16 *dy, size_t pixels,
                                         int k, int h, int wd, size_t groups, size_t slices,
                                         size_t width, double *part)
 {
     constexpr int L = V ? 8 : 1;
-    const size_t lanes = slices * groups;
+    const size_t lanes = slices * groups * 3;
     for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < lanes;
          t += (size_t)gridDim.x * blockDim.x) {
-        const size_t j = t / groups;
-        const int c0 = (int)(t % groups) * L;
-        double s[10][L];
+        const int ky = (int)(t % 3);
+        const size_t j = t / 3 / groups;
+        const int c0 = (int)(t / 3 % groups) * L;
+        double s[4][L]; /* taps kx = 0, 1, 2 of row ky; the bias */
 PNX_UNROLL
-        for (int r = 0; r < 10; r++) {
+        for (int r = 0; r < 4; r++) {
 PNX_UNROLL
             for (int i = 0; i < L; i++)
                 s[r][i] = 0.0;
         }
         for (size_t q = j; q < pixels; q += slices) {
-            float v[9], d[L];
-            const unsigned mask = window3(x, q, h, wd, v);
+            size_t n;
+            int yy, xx;
+            pixel_pos(q, h, wd, n, yy, xx);
+            const int iy = yy + ky - 1;
+            float d[L];
             const pnx_bf16 *row = dy + q * (size_t)k + (size_t)c0;
             if constexpr (V) {
                 uint32_t words[4];
@@ -240,21 +249,36 @@ PNX_UNROLL
             } else {
                 d[0] = bf2f(row[0]);
             }
+            if (ky == 0) {
 PNX_UNROLL
-            for (int i = 0; i < L; i++) {
-                s[9][i] += d[i];
+                for (int i = 0; i < L; i++)
+                    s[3][i] += d[i];
+            }
+            if (iy < 0 || iy >= h)
+                continue;
+            const pnx_bf16 *xrow = x + (n * (size_t)h + (size_t)iy) * (size_t)wd;
 PNX_UNROLL
-                for (int tap = 0; tap < 9; tap++)
-                    if (mask >> tap & 1u)
-                        s[tap][i] += (double)d[i] * v[tap];
+            for (int kx = 0; kx < 3; kx++) {
+                const int ix = xx + kx - 1;
+                if (ix < 0 || ix >= wd)
+                    continue;
+                const double v = bf2f(xrow[ix]);
+PNX_UNROLL
+                for (int i = 0; i < L; i++)
+                    s[kx][i] += (double)d[i] * v;
             }
         }
         double *out = part + j * width;
 PNX_UNROLL
-        for (int r = 0; r < 10; r++) {
+        for (int kx = 0; kx < 3; kx++) {
 PNX_UNROLL
             for (int i = 0; i < L; i++)
-                out[(size_t)r * k + (size_t)(c0 + i)] = s[r][i];
+                out[(size_t)(3 * ky + kx) * k + (size_t)(c0 + i)] = s[kx][i];
+        }
+        if (ky == 0) {
+PNX_UNROLL
+            for (int i = 0; i < L; i++)
+                out[(size_t)9 * k + (size_t)(c0 + i)] = s[3][i];
         }
     }
 }
@@ -448,14 +472,14 @@ size_t pnx_bfk_conv3x3_in1_scratch(size_t pixels, int k)
 {
     if (pixels == 0 || k <= 0)
         return 0;
-    return narrow_scratch_bytes(plan_narrow(pixels, k, kLanes3x3, width_3x3(k)));
+    return narrow_scratch_bytes(plan_narrow(pixels, k, 3, kLanes3x3, width_3x3(k)));
 }
 
 size_t pnx_bfk_conv1x1_out1_scratch(size_t pixels, int c)
 {
     if (pixels == 0 || c <= 0)
         return 0;
-    return narrow_scratch_bytes(plan_narrow(pixels, c, kLanes1x1, width_1x1(c)));
+    return narrow_scratch_bytes(plan_narrow(pixels, c, 1, kLanes1x1, width_1x1(c)));
 }
 
 int pnx_bfk_conv3x3_in1_forward(cudaStream_t s, const pnx_bf16 *x, pnx_dims xd, const float *w,
@@ -488,7 +512,7 @@ int pnx_bfk_conv3x3_in1_backward(cudaStream_t s, const pnx_bf16 *x, pnx_dims xd,
         if (rc)
             return rc;
     }
-    const narrow_plan pl = plan_narrow(pixels, k, kLanes3x3, width_3x3(k));
+    const narrow_plan pl = plan_narrow(pixels, k, 3, kLanes3x3, width_3x3(k));
     double *a, *b;
     split_narrow_scratch(scratch, pl, &a, &b);
     const auto sums = pl.vec && al ? &conv3x3_in1_sums_kernel<true, true>
@@ -532,7 +556,7 @@ int pnx_bfk_conv1x1_out1_backward(cudaStream_t s, const pnx_bf16 *x, size_t pixe
         if ((rc = launch_map(what, s, op, pixels * (size_t)c, c % 8 == 0, aligned16(dx))))
             return rc;
     }
-    const narrow_plan pl = plan_narrow(pixels, c, kLanes1x1, width_1x1(c));
+    const narrow_plan pl = plan_narrow(pixels, c, 1, kLanes1x1, width_1x1(c));
     double *a, *b;
     split_narrow_scratch(scratch, pl, &a, &b);
     const auto sums = pl.vec && aligned16(x) ? &conv1x1_out1_sums_kernel<true, true>
