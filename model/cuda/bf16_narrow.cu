@@ -98,9 +98,18 @@ void split_narrow_scratch(void *scratch, const narrow_plan &pl, double **a, doub
 
 /* ---- the 3×3 window of a one-channel image ------------------------------------------ */
 
-/* Pixel q of an (N,H,W) grid: image n, row y, column x. */
+/* Pixel q of an (N,H,W) grid: image n, row y, column x. 32-bit division
+ * where q allows: a 64-bit one costs several times as many instructions,
+ * and these kernels divide once per pixel or item. */
 __device__ __forceinline__ void pixel_pos(size_t q, int h, int w, size_t &n, int &y, int &x)
 {
+    if (q <= 0xffffffffu) {
+        const uint32_t q32 = (uint32_t)q, t = q32 / (uint32_t)w;
+        x = (int)(q32 - t * (uint32_t)w);
+        y = (int)(t % (uint32_t)h);
+        n = t / (uint32_t)h;
+        return;
+    }
     x = (int)(q % (size_t)w);
     const size_t t = q / (size_t)w;
     y = (int)(t % (size_t)h);
