@@ -528,7 +528,11 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
         char *xp = (char *)x + (size_t)n0 * x_per * es, *yp = (char *)y + (size_t)n0 * y_per * es;
         const float *b = dir == DIR_BACKWARD_FILTER && n0 > 0 && !dw_f32 ? &one : &beta;
         /* An algorithm cuDNN rated usable may still refuse to run (a kernel's
-         * own shape or alignment limits): the next one is tried. */
+         * own shape or alignment limits; the rating never sees the pointers,
+         * and parameters sit at any float offset): the next one is tried.
+         * A plain BAD_PARAM counts too, as some kernels report alignment
+         * that way; a truly bad call fails with every algorithm, and the
+         * last error is reported. */
         uint64_t skip = 0;
         cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
         int algo = -1;
@@ -548,7 +552,7 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
             s = launch(st, dir, a, xp, w, yp, b);
             if (s == CUDNN_STATUS_SUCCESS ||
                 (CUDNN_STATUS_CATEGORY(s) != CUDNN_STATUS_NOT_SUPPORTED &&
-                 s != CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER))
+                 s != CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER && s != CUDNN_STATUS_BAD_PARAM))
                 break;
             skip |= skip_bit(algo, a->math);
             forget_algo(st, a);
