@@ -530,9 +530,9 @@ static int run_conv(pnx_backend *be, conv_geom g, conv_dir dir, void *x, void *w
         /* An algorithm cuDNN rated usable may still refuse to run (a kernel's
          * own shape or alignment limits; the rating never sees the pointers,
          * and parameters sit at any float offset): the next one is tried.
-         * A plain BAD_PARAM counts too, as some kernels report alignment
-         * that way; a truly bad call fails with every algorithm, and the
-         * last error is reported. */
+         * A plain BAD_PARAM counts too, in case a kernel reports such a
+         * limit that way; a truly bad call fails with every algorithm, and
+         * the last error is reported. */
         uint64_t skip = 0;
         cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
         int algo = -1;
