@@ -408,6 +408,9 @@ static const algo_choice *first_usable(pnx_cudnn_state *st, const conv_geom *g, 
          * type the algorithm was rated with, else cuDNN may run a slower
          * kernel than the one it rated. */
         cudnnMathType_t math = rated_math ? cand[i].math : CUDNN_FMA_MATH;
+        /* Float32 data may go as far as TF32, never down to FP16. */
+        if (g->format != ACT_BF16_NHWC && math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+            continue;
         if (skip & skip_bit(cand[i].algo, math))
             continue;
         if (cudnnSetConvolutionMathType(st->cdesc, math) != CUDNN_STATUS_SUCCESS)
