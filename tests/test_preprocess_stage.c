@@ -59,7 +59,8 @@ static char *in_dir(const char *name)
     static char buf[8][1024];
     static int next;
     char *p = buf[next++ % 8];
-    snprintf(p, 1024, "%s/%s", dir, name);
+    int len = snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    assert_true(len > 0 && (size_t)len < sizeof buf[0]);
     return p;
 }
 
