@@ -47,25 +47,28 @@
 
 /* Rounded products that nvcc never fuses into an FMA; the host compile runs
  * with -ffp-contract=off, so a plain product is the same. */
-inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fmul_rn(float a, float b)
+{
+    return a * b;
+}
 
 /* ---- fibers
  * ---------------------------------------------------------------------- */
 
 struct pnx_emu_fiber {
-  ucontext_t ctx;
-  unsigned barriers; /* __syncthreads passed (or reached) so far */
-  bool done;
+    ucontext_t ctx;
+    unsigned barriers; /* __syncthreads passed (or reached) so far */
+    bool done;
 };
 
 struct pnx_emu_block_state {
-  ucontext_t sched;
-  pnx_emu_fiber *fibers;
-  char *stacks;
-  unsigned current;
-  void (*body)(void *);
-  void *arg;
-  const char *kernel;
+    ucontext_t sched;
+    pnx_emu_fiber *fibers;
+    char *stacks;
+    unsigned current;
+    void (*body)(void *);
+    void *arg;
+    const char *kernel;
 };
 inline pnx_emu_block_state *pnx_emu_block = nullptr;
 
@@ -75,72 +78,74 @@ constexpr size_t pnx_emu_fiber_stack = 64 * 1024;
 inline std::vector<pnx_emu_fiber> pnx_emu_fiber_pool;
 inline std::vector<char> pnx_emu_stack_pool;
 
-[[noreturn]] inline void pnx_emu_die(const char *why, const char *kernel) {
-  fprintf(stderr, "cuda emulator: %s (kernel %s, block %u)\n", why,
-          kernel ? kernel : "?", blockIdx.x);
-  abort();
+[[noreturn]] inline void pnx_emu_die(const char *why, const char *kernel)
+{
+    fprintf(stderr, "cuda emulator: %s (kernel %s, block %u)\n", why, kernel ? kernel : "?",
+            blockIdx.x);
+    abort();
 }
 
-inline void __syncthreads() {
-  pnx_emu_block_state *st = pnx_emu_block;
-  if (!st)
-    pnx_emu_die("__syncthreads outside a launch", nullptr);
-  pnx_emu_fiber &f = st->fibers[st->current];
-  f.barriers++;
-  if (swapcontext(&f.ctx, &st->sched) != 0)
-    pnx_emu_die("swapcontext failed", st->kernel);
+inline void __syncthreads()
+{
+    pnx_emu_block_state *st = pnx_emu_block;
+    if (!st)
+        pnx_emu_die("__syncthreads outside a launch", nullptr);
+    pnx_emu_fiber &f = st->fibers[st->current];
+    f.barriers++;
+    if (swapcontext(&f.ctx, &st->sched) != 0)
+        pnx_emu_die("swapcontext failed", st->kernel);
 }
 
 /* makecontext passes int arguments only; the state is global instead. */
-inline void pnx_emu_fiber_main() {
-  pnx_emu_block_state *st = pnx_emu_block;
-  st->body(st->arg);
-  st->fibers[st->current].done = true;
-  /* uc_link returns to the scheduler */
+inline void pnx_emu_fiber_main()
+{
+    pnx_emu_block_state *st = pnx_emu_block;
+    st->body(st->arg);
+    st->fibers[st->current].done = true;
+    /* uc_link returns to the scheduler */
 }
 
 /* Out of line: getcontext returns twice, which would clobber a caller's loop.
  */
-__attribute__((noinline)) inline void
-pnx_emu_fiber_init(pnx_emu_block_state &st, unsigned t) {
-  pnx_emu_fiber &f = st.fibers[t];
-  f.barriers = 0;
-  f.done = false;
-  if (getcontext(&f.ctx) != 0)
-    pnx_emu_die("getcontext failed", st.kernel);
-  f.ctx.uc_stack.ss_sp = st.stacks + (size_t)t * pnx_emu_fiber_stack;
-  f.ctx.uc_stack.ss_size = pnx_emu_fiber_stack;
-  f.ctx.uc_link = &st.sched;
-  makecontext(&f.ctx, pnx_emu_fiber_main, 0);
+__attribute__((noinline)) inline void pnx_emu_fiber_init(pnx_emu_block_state &st, unsigned t)
+{
+    pnx_emu_fiber &f = st.fibers[t];
+    f.barriers = 0;
+    f.done = false;
+    if (getcontext(&f.ctx) != 0)
+        pnx_emu_die("getcontext failed", st.kernel);
+    f.ctx.uc_stack.ss_sp = st.stacks + (size_t)t * pnx_emu_fiber_stack;
+    f.ctx.uc_stack.ss_size = pnx_emu_fiber_stack;
+    f.ctx.uc_link = &st.sched;
+    makecontext(&f.ctx, pnx_emu_fiber_main, 0);
 }
 
 /* Runs body(arg) as every thread of the current block. */
-inline void pnx_emu_run_block(pnx_emu_block_state &st, unsigned threads,
-                              int reverse) {
-  for (unsigned t = 0; t < threads; t++)
-    pnx_emu_fiber_init(st, t);
-  for (;;) {
-    for (unsigned i = 0; i < threads; i++) {
-      const unsigned t = reverse ? threads - 1 - i : i;
-      if (st.fibers[t].done)
-        continue;
-      st.current = t;
-      threadIdx = make_uint3(t, 0, 0);
-      if (swapcontext(&st.sched, &st.fibers[t].ctx) != 0)
-        pnx_emu_die("swapcontext failed", st.kernel);
+inline void pnx_emu_run_block(pnx_emu_block_state &st, unsigned threads, int reverse)
+{
+    for (unsigned t = 0; t < threads; t++)
+        pnx_emu_fiber_init(st, t);
+    for (;;) {
+        for (unsigned i = 0; i < threads; i++) {
+            const unsigned t = reverse ? threads - 1 - i : i;
+            if (st.fibers[t].done)
+                continue;
+            st.current = t;
+            threadIdx = make_uint3(t, 0, 0);
+            if (swapcontext(&st.sched, &st.fibers[t].ctx) != 0)
+                pnx_emu_die("swapcontext failed", st.kernel);
+        }
+        /* Every thread now waits at a barrier or has returned. */
+        const unsigned count = st.fibers[0].barriers;
+        const bool done = st.fibers[0].done;
+        for (unsigned t = 1; t < threads; t++)
+            if (st.fibers[t].barriers != count || st.fibers[t].done != done)
+                pnx_emu_die("divergent __syncthreads: threads of one block reached different "
+                            "barriers",
+                            st.kernel);
+        if (done)
+            return;
     }
-    /* Every thread now waits at a barrier or has returned. */
-    const unsigned count = st.fibers[0].barriers;
-    const bool done = st.fibers[0].done;
-    for (unsigned t = 1; t < threads; t++)
-      if (st.fibers[t].barriers != count || st.fibers[t].done != done)
-        pnx_emu_die(
-            "divergent __syncthreads: threads of one block reached different "
-            "barriers",
-            st.kernel);
-    if (done)
-      return;
-  }
 }
 
 /* ---- launches
@@ -148,120 +153,121 @@ inline void pnx_emu_run_block(pnx_emu_block_state &st, unsigned threads,
 
 inline thread_local cudaError_t pnx_emu_last_error = cudaSuccess;
 
-inline cudaError_t pnx_emu_get_last_error() {
-  cudaError_t e = pnx_emu_last_error;
-  pnx_emu_last_error = cudaSuccess;
-  return e;
+inline cudaError_t pnx_emu_get_last_error()
+{
+    cudaError_t e = pnx_emu_last_error;
+    pnx_emu_last_error = cudaSuccess;
+    return e;
 }
 
 template <typename... P, typename Tuple, size_t... I>
-void pnx_emu_invoke(void (*kernel)(P...), Tuple &args,
-                    std::index_sequence<I...>) {
-  kernel(std::get<I>(args)...);
+void pnx_emu_invoke(void (*kernel)(P...), Tuple &args, std::index_sequence<I...>)
+{
+    kernel(std::get<I>(args)...);
 }
 
 /* One launch: checks the configuration, then runs the grid block by block. */
 template <typename... P, typename... A>
-void pnx_emu_launch_fibers(const char *name, dim3 grid, dim3 block,
-                           void (*kernel)(P...), std::tuple<A...> &args) {
-  if (grid.x < 1 || grid.x > pnx_emu_grid_limit || grid.y < 1 ||
-      grid.y > 65535 || grid.z != 1 || block.x < 1 ||
-      block.x > pnx_emu_block_limit || block.y != 1 || block.z != 1) {
-    pnx_emu_last_error = cudaErrorInvalidConfiguration;
-    return;
-  }
-  pnx_emu_count.launches++;
-  if (grid.x > pnx_emu_count.largest_grid)
-    pnx_emu_count.largest_grid = grid.x;
-  const unsigned gx =
-      pnx_emu.max_grid && grid.x > pnx_emu.max_grid ? pnx_emu.max_grid : grid.x;
-  const unsigned gy =
-      pnx_emu.max_grid && grid.y > pnx_emu.max_grid ? pnx_emu.max_grid : grid.y;
-  const unsigned b = block.x;
-  gridDim = dim3(gx, gy, 1);
-  blockDim = dim3(b, 1, 1);
-
-  pnx_emu_block_state st;
-  if (pnx_emu_fiber_pool.size() < b) {
-    pnx_emu_fiber_pool.resize(b);
-    pnx_emu_stack_pool.resize((size_t)b * pnx_emu_fiber_stack);
-  }
-  st.fibers = pnx_emu_fiber_pool.data();
-  st.stacks = pnx_emu_stack_pool.data();
-  st.kernel = name;
-  struct call {
-    void (*kernel)(P...);
-    std::tuple<A...> *args;
-  } c = {kernel, &args};
-  st.arg = &c;
-  st.body = [](void *p) {
-    call *cp = (call *)p;
-    pnx_emu_invoke(cp->kernel, *cp->args, std::index_sequence_for<A...>{});
-  };
-  pnx_emu_block_state *outer = pnx_emu_block;
-  if (outer)
-    pnx_emu_die("a launch inside a kernel", name);
-  pnx_emu_block = &st;
-  for (unsigned j = 0; j < gy; j++)
-    for (unsigned i = 0; i < gx; i++) {
-      const unsigned bx = pnx_emu.reverse ? gx - 1 - i : i;
-      const unsigned by = pnx_emu.reverse ? gy - 1 - j : j;
-      blockIdx = make_uint3(bx, by, 0);
-      pnx_emu_run_block(st, b, pnx_emu.reverse);
+void pnx_emu_launch_fibers(const char *name, dim3 grid, dim3 block, void (*kernel)(P...),
+                           std::tuple<A...> &args)
+{
+    if (grid.x < 1 || grid.x > pnx_emu_grid_limit || grid.y < 1 || grid.y > 65535 || grid.z != 1 ||
+        block.x < 1 || block.x > pnx_emu_block_limit || block.y != 1 || block.z != 1) {
+        pnx_emu_last_error = cudaErrorInvalidConfiguration;
+        return;
     }
-  pnx_emu_block = nullptr;
-  pnx_emu_count.threads += (unsigned long long)gx * gy * b;
+    pnx_emu_count.launches++;
+    if (grid.x > pnx_emu_count.largest_grid)
+        pnx_emu_count.largest_grid = grid.x;
+    const unsigned gx = pnx_emu.max_grid && grid.x > pnx_emu.max_grid ? pnx_emu.max_grid : grid.x;
+    const unsigned gy = pnx_emu.max_grid && grid.y > pnx_emu.max_grid ? pnx_emu.max_grid : grid.y;
+    const unsigned b = block.x;
+    gridDim = dim3(gx, gy, 1);
+    blockDim = dim3(b, 1, 1);
+
+    pnx_emu_block_state st;
+    if (pnx_emu_fiber_pool.size() < b) {
+        pnx_emu_fiber_pool.resize(b);
+        pnx_emu_stack_pool.resize((size_t)b * pnx_emu_fiber_stack);
+    }
+    st.fibers = pnx_emu_fiber_pool.data();
+    st.stacks = pnx_emu_stack_pool.data();
+    st.kernel = name;
+    struct call {
+        void (*kernel)(P...);
+        std::tuple<A...> *args;
+    } c = {kernel, &args};
+    st.arg = &c;
+    st.body = [](void *p) {
+        call *cp = (call *)p;
+        pnx_emu_invoke(cp->kernel, *cp->args, std::index_sequence_for<A...>{});
+    };
+    pnx_emu_block_state *outer = pnx_emu_block;
+    if (outer)
+        pnx_emu_die("a launch inside a kernel", name);
+    pnx_emu_block = &st;
+    for (unsigned j = 0; j < gy; j++)
+        for (unsigned i = 0; i < gx; i++) {
+            const unsigned bx = pnx_emu.reverse ? gx - 1 - i : i;
+            const unsigned by = pnx_emu.reverse ? gy - 1 - j : j;
+            blockIdx = make_uint3(bx, by, 0);
+            pnx_emu_run_block(st, b, pnx_emu.reverse);
+        }
+    pnx_emu_block = nullptr;
+    pnx_emu_count.threads += (unsigned long long)gx * gy * b;
 }
 
 /* `kernel % pnx_emu_cfg(grid, block, shmem, stream)(args…)`: the rewritten
  * `kernel<<<grid, block, shmem, stream>>>(args…)`. */
 template <typename... A> struct pnx_emu_call {
-  dim3 grid, block;
-  std::tuple<A...> args;
+    dim3 grid, block;
+    std::tuple<A...> args;
 };
 
 struct pnx_emu_cfg {
-  dim3 grid, block;
-  pnx_emu_cfg(dim3 g, dim3 b, size_t shmem = 0, cudaStream_t s = nullptr)
-      : grid(g), block(b) {
-    if (shmem != 0)
-      pnx_emu_die("dynamic shared memory is not emulated", nullptr);
-    (void)s;
-  }
-  template <typename... A> pnx_emu_call<A...> operator()(A... a) const {
-    return pnx_emu_call<A...>{grid, block, std::tuple<A...>(a...)};
-  }
+    dim3 grid, block;
+    pnx_emu_cfg(dim3 g, dim3 b, size_t shmem = 0, cudaStream_t s = nullptr) : grid(g), block(b)
+    {
+        if (shmem != 0)
+            pnx_emu_die("dynamic shared memory is not emulated", nullptr);
+        (void)s;
+    }
+    template <typename... A> pnx_emu_call<A...> operator()(A... a) const
+    {
+        return pnx_emu_call<A...>{grid, block, std::tuple<A...>(a...)};
+    }
 };
 
-template <typename... P, typename... A>
-void operator%(void (*kernel)(P...), pnx_emu_call<A...> c) {
-  static_assert(sizeof...(P) == sizeof...(A),
-                "kernel launched with a wrong argument count");
-  pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
+template <typename... P, typename... A> void operator%(void (*kernel)(P...), pnx_emu_call<A...> c)
+{
+    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with a wrong argument count");
+    pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
 }
 
 /* A kernel template launched without template arguments (nvcc deduces them
  * from the call): the arguments' types pick the specialisation, so they must
  * equal the parameters' types, as they do in cuda_kernels.cu. */
-template <typename... A>
-void operator%(void (*kernel)(A...), pnx_emu_call<A...> c) {
-  pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
+template <typename... A> void operator%(void (*kernel)(A...), pnx_emu_call<A...> c)
+{
+    pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
 }
 
 /* ---- the runtime calls of the launchers
  * --------------------------------------------- */
 
-inline cudaError_t pnx_emu_memcpy_async(void *dst, const void *src, size_t n,
-                                        cudaMemcpyKind k, cudaStream_t s) {
-  (void)k;
-  (void)s;
-  memcpy(dst, src, n);
-  return cudaSuccess;
+inline cudaError_t pnx_emu_memcpy_async(void *dst, const void *src, size_t n, cudaMemcpyKind k,
+                                        cudaStream_t s)
+{
+    (void)k;
+    (void)s;
+    memcpy(dst, src, n);
+    return cudaSuccess;
 }
 
-inline cudaError_t pnx_emu_stream_synchronize(cudaStream_t s) {
-  (void)s;
-  return cudaSuccess;
+inline cudaError_t pnx_emu_stream_synchronize(cudaStream_t s)
+{
+    (void)s;
+    return cudaSuccess;
 }
 
 #define cudaGetLastError pnx_emu_get_last_error
