@@ -38,6 +38,17 @@
 #include <string.h>
 #include <ucontext.h>
 
+/* AddressSanitizer must be told of each stack switch, or it misreads the
+ * fibers' stacks (-DPNEUMOSEG_SANITIZE=ON). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define PNX_EMU_ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define PNX_EMU_ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define PNX_EMU_ASAN_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define PNX_EMU_ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -63,6 +74,8 @@ struct pnx_emu_fiber {
 
 struct pnx_emu_block_state {
     ucontext_t sched;
+    const void *sched_bottom; /* the scheduler's stack, for AddressSanitizer */
+    size_t sched_size;
     pnx_emu_fiber *fibers;
     char *stacks;
     unsigned current;
@@ -92,17 +105,22 @@ inline void __syncthreads()
         pnx_emu_die("__syncthreads outside a launch", nullptr);
     pnx_emu_fiber &f = st->fibers[st->current];
     f.barriers++;
+    void *fake = nullptr;
+    PNX_EMU_ASAN_START(&fake, st->sched_bottom, st->sched_size);
     if (swapcontext(&f.ctx, &st->sched) != 0)
         pnx_emu_die("swapcontext failed", st->kernel);
+    PNX_EMU_ASAN_FINISH(fake, nullptr, nullptr);
 }
 
 /* makecontext passes int arguments only; the state is global instead. */
 inline void pnx_emu_fiber_main()
 {
     pnx_emu_block_state *st = pnx_emu_block;
+    PNX_EMU_ASAN_FINISH(nullptr, &st->sched_bottom, &st->sched_size);
     st->body(st->arg);
     st->fibers[st->current].done = true;
-    /* uc_link returns to the scheduler */
+    /* uc_link returns to the scheduler; this stack is done with */
+    PNX_EMU_ASAN_START(nullptr, st->sched_bottom, st->sched_size);
 }
 
 /* Out of line: getcontext returns twice, which would clobber a caller's loop.
@@ -132,8 +150,12 @@ inline void pnx_emu_run_block(pnx_emu_block_state &st, unsigned threads, int rev
                 continue;
             st.current = t;
             threadIdx = make_uint3(t, 0, 0);
+            void *fake = nullptr;
+            PNX_EMU_ASAN_START(&fake, st.stacks + (size_t)t * pnx_emu_fiber_stack,
+                               pnx_emu_fiber_stack);
             if (swapcontext(&st.sched, &st.fibers[t].ctx) != 0)
                 pnx_emu_die("swapcontext failed", st.kernel);
+            PNX_EMU_ASAN_FINISH(fake, nullptr, nullptr);
         }
         /* Every thread now waits at a barrier or has returned. */
         const unsigned count = st.fibers[0].barriers;
