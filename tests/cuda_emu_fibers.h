@@ -81,7 +81,7 @@ struct pnx_emu_block_state {
     unsigned current;
     void (*body)(void *);
     void *arg;
-    const char *kernel;
+    const void *kernel; /* for messages: addr2line -f -e <test> <address> names it */
 };
 inline pnx_emu_block_state *pnx_emu_block = nullptr;
 
@@ -91,10 +91,10 @@ constexpr size_t pnx_emu_fiber_stack = 64 * 1024;
 inline std::vector<pnx_emu_fiber> pnx_emu_fiber_pool;
 inline std::vector<char> pnx_emu_stack_pool;
 
-[[noreturn]] inline void pnx_emu_die(const char *why, const char *kernel)
+[[noreturn]] inline void pnx_emu_die(const char *why, const void *kernel)
 {
-    fprintf(stderr, "cuda emulator: %s (kernel %s, block %u)\n", why, kernel ? kernel : "?",
-            blockIdx.x);
+    fprintf(stderr, "cuda emulator: %s (kernel at %p, block %u,%u, thread %u)\n", why, kernel,
+            blockIdx.x, blockIdx.y, threadIdx.x);
     abort();
 }
 
@@ -190,8 +190,7 @@ void pnx_emu_invoke(void (*kernel)(P...), Tuple &args, std::index_sequence<I...>
 
 /* One launch: checks the configuration, then runs the grid block by block. */
 template <typename... P, typename... A>
-void pnx_emu_launch_fibers(const char *name, dim3 grid, dim3 block, void (*kernel)(P...),
-                           std::tuple<A...> &args)
+void pnx_emu_launch_fibers(dim3 grid, dim3 block, void (*kernel)(P...), std::tuple<A...> &args)
 {
     if (grid.x < 1 || grid.x > pnx_emu_grid_limit || grid.y < 1 || grid.y > 65535 || grid.z != 1 ||
         block.x < 1 || block.x > pnx_emu_block_limit || block.y != 1 || block.z != 1) {
@@ -214,7 +213,7 @@ void pnx_emu_launch_fibers(const char *name, dim3 grid, dim3 block, void (*kerne
     }
     st.fibers = pnx_emu_fiber_pool.data();
     st.stacks = pnx_emu_stack_pool.data();
-    st.kernel = name;
+    st.kernel = (const void *)kernel;
     struct call {
         void (*kernel)(P...);
         std::tuple<A...> *args;
@@ -226,7 +225,7 @@ void pnx_emu_launch_fibers(const char *name, dim3 grid, dim3 block, void (*kerne
     };
     pnx_emu_block_state *outer = pnx_emu_block;
     if (outer)
-        pnx_emu_die("a launch inside a kernel", name);
+        pnx_emu_die("a launch inside a kernel", st.kernel);
     pnx_emu_block = &st;
     for (unsigned j = 0; j < gy; j++)
         for (unsigned i = 0; i < gx; i++) {
@@ -263,7 +262,7 @@ struct pnx_emu_cfg {
 template <typename... P, typename... A> void operator%(void (*kernel)(P...), pnx_emu_call<A...> c)
 {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with a wrong argument count");
-    pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
+    pnx_emu_launch_fibers(c.grid, c.block, kernel, c.args);
 }
 
 /* A kernel template launched without template arguments (nvcc deduces them
@@ -271,7 +270,7 @@ template <typename... P, typename... A> void operator%(void (*kernel)(P...), pnx
  * equal the parameters' types, as they do in cuda_kernels.cu. */
 template <typename... A> void operator%(void (*kernel)(A...), pnx_emu_call<A...> c)
 {
-    pnx_emu_launch_fibers("launched by <<<>>>", c.grid, c.block, kernel, c.args);
+    pnx_emu_launch_fibers(c.grid, c.block, kernel, c.args);
 }
 
 /* ---- the runtime calls of the launchers
