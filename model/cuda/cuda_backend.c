@@ -433,6 +433,17 @@ static int cuda_split(pnx_backend *be, const float *dy, int ca, int cb, int n, s
     return rc;
 }
 
+double pnx_cuda_loss_from_sums(const double sums[4], size_t count, float bce_weight,
+                               float dice_weight, pnx_loss *loss)
+{
+    const double smooth = 1.0;
+    const double denom = sums[2] + sums[3] + smooth;
+    loss->bce = count ? sums[0] / (double)count : 0.0;
+    loss->dice = 1.0 - (2.0 * sums[1] + smooth) / denom;
+    loss->total = bce_weight * loss->bce + dice_weight * loss->dice;
+    return denom;
+}
+
 static int cuda_seg_loss(pnx_backend *be, const float *logits, const float *target, size_t count,
                          float bce_weight, float dice_weight, pnx_loss *loss, float *dlogits)
 {
@@ -444,11 +455,7 @@ static int cuda_seg_loss(pnx_backend *be, const float *logits, const float *targ
         rc = pnx_cuk_loss_sums(c->stream, logits, target, count, scratch, sums);
     if (rc)
         return rc;
-    const double smooth = 1.0;
-    const double denom = sums[2] + sums[3] + smooth;
-    loss->bce = count ? sums[0] / (double)count : 0.0;
-    loss->dice = 1.0 - (2.0 * sums[1] + smooth) / denom;
-    loss->total = bce_weight * loss->bce + dice_weight * loss->dice;
+    const double denom = pnx_cuda_loss_from_sums(sums, count, bce_weight, dice_weight, loss);
     if (!dlogits)
         return 0;
     return pnx_cuk_loss_grad(c->stream, logits, target, count, bce_weight, dice_weight, sums[1],

@@ -331,7 +331,6 @@ static int loss_sums(pnx_backend *be, const float *logits, const float *target, 
     return err == cudaSuccess ? 0 : pnx_cuda_fail(err, "reading the loss from the GPU");
 }
 
-/* The loss arithmetic is the float32 backend's (cuda_backend.c). */
 static int bf16_seg_loss(pnx_backend *be, const float *logits, const float *target, size_t count,
                          float bce_weight, float dice_weight, pnx_loss *loss, float *dlogits)
 {
@@ -341,11 +340,7 @@ static int bf16_seg_loss(pnx_backend *be, const float *logits, const float *targ
         if (rc)
             return rc;
     }
-    const double smooth = 1.0;
-    const double denom = sums[2] + sums[3] + smooth;
-    loss->bce = count ? sums[0] / (double)count : 0.0;
-    loss->dice = 1.0 - (2.0 * sums[1] + smooth) / denom;
-    loss->total = bce_weight * loss->bce + dice_weight * loss->dice;
+    const double denom = pnx_cuda_loss_from_sums(sums, count, bce_weight, dice_weight, loss);
     if (!dlogits || count == 0)
         return 0;
     return pnx_bfk_loss_grad(cuda_of(be)->stream, in_bf16(logits), in_bf16(target), count,

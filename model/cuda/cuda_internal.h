@@ -72,6 +72,13 @@ int pnx_cuda_fail(cudaError_t err, const char *what);
 /* Device scratch of at least bytes (contents not kept). */
 int pnx_cuda_scratch(pnx_backend *be, size_t bytes, void **out);
 
+/* The loss from its sums over count elements, sums = {Σ bce, Σ σ·t, Σ σ,
+ * Σ t}, as backend.h's seg_loss (soft Dice with smooth 1); returns the Dice
+ * denominator Σ σ + Σ t + 1 that the gradient kernels take. Shared by the
+ * float32 and the mixed-precision ops. */
+double pnx_cuda_loss_from_sums(const double sums[4], size_t count, float bce_weight,
+                               float dice_weight, pnx_loss *loss);
+
 /* ---- cuda_kernels.cu ------------------------------------------------------ */
 
 /* y (N,C,P) += bias (C). */
