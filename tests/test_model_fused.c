@@ -32,45 +32,7 @@
 /* Same arithmetic, only summation order across threads may differ. */
 #define TOLERANCE 1e-6
 
-static pnx_rng rng;
-
-static float *random_buffer(size_t n, float scale)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)(scale * (2.0 * pnx_rng_uniform(&rng) - 1.0));
-    return p;
-}
-
-static float *copy_buffer(const float *src, size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    memcpy(p, src, n * sizeof *p);
-    return p;
-}
-
-/* max |a−b| / max(max |b|, 1e-6). */
-static double rel_error(const float *a, const float *b, size_t n)
-{
-    double maxdiff = 0, maxref = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= maxdiff))
-            maxdiff = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > maxref)
-            maxref = fabs(b[i]);
-    }
-    return maxdiff / maxref;
-}
-
-#define ASSERT_CLOSE(a, b, n)                                                          \
-    do {                                                                               \
-        double e_ = rel_error((a), (b), (n));                                          \
-        if (!(e_ <= TOLERANCE))                                                        \
-            fail_msg("%s vs %s: relative error %.3g", #a, #b, e_);                     \
-    } while (0)
+#include "test_model_support.h"
 
 /* One BatchNorm's parameters and statistics (C each). */
 typedef struct bn_state {
@@ -129,12 +91,12 @@ static void check_fused(pnx_backend *be, pnx_dims d)
         assert_int_equal(be->ops->batchnorm_relu_forward(be, x, d, got.gamma, got.beta, got.rm,
                                                          got.rv, training, MOMENTUM, EPS, y_got,
                                                          got.sm, got.si), 0);
-        ASSERT_CLOSE(y_got, y_ref, n);
-        ASSERT_CLOSE(got.rm, ref.rm, C);
-        ASSERT_CLOSE(got.rv, ref.rv, C);
+        ASSERT_CLOSE(y_got, y_ref, n, TOLERANCE);
+        ASSERT_CLOSE(got.rm, ref.rm, C, TOLERANCE);
+        ASSERT_CLOSE(got.rv, ref.rv, C, TOLERANCE);
         if (training) {
-            ASSERT_CLOSE(got.sm, ref.sm, C);
-            ASSERT_CLOSE(got.si, ref.si, C);
+            ASSERT_CLOSE(got.sm, ref.sm, C, TOLERANCE);
+            ASSERT_CLOSE(got.si, ref.si, C, TOLERANCE);
         }
         size_t zeros = 0;
         for (size_t i = 0; i < n; i++)
@@ -174,9 +136,9 @@ static void check_fused(pnx_backend *be, pnx_dims d)
                 assert_int_equal(be->ops->batchnorm_relu_backward(be, x, y_got, d, got.gamma,
                                                                   got.sm, got.si, dy, dx_got, acc,
                                                                   dg_got, db_got), 0);
-                ASSERT_CLOSE(dx_got, dx_ref, n);
-                ASSERT_CLOSE(dg_got, dg_ref, C);
-                ASSERT_CLOSE(db_got, db_ref, C);
+                ASSERT_CLOSE(dx_got, dx_ref, n, TOLERANCE);
+                ASSERT_CLOSE(dg_got, dg_ref, C, TOLERANCE);
+                ASSERT_CLOSE(db_got, db_ref, C, TOLERANCE);
                 assert_memory_equal(dy, dy_saved, n * sizeof(float));
                 free(dx_ref), free(dx_got), free(dg_ref), free(dg_got), free(db_ref),
                     free(db_got);
